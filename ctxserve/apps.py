@@ -1,0 +1,170 @@
+"""Each configured app: loaded inside its own context, called inside a copy of it.
+
+An :class:`App` owns one :class:`~ctxserve.binding.Binding` and the base
+:class:`contextvars.Context` in which that binding is current. The app's
+module is imported inside that context, so the import already sees the
+app's ``sys.path``, ``os.environ``, streams and decimal context. Each
+request then runs in ``base.copy()`` — O(1) whatever the context holds.
+
+An app that fails to load is not an error for the process: it answers 503
+on its routes and reports why in its :attr:`App.status`.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextvars
+import decimal
+import importlib
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeAlias
+
+from . import binding as _binding
+from . import environ as _environ
+from . import streams as _streams
+from . import virtual as _virtual
+from .config import AppConfig
+
+__all__ = ["App", "WSGIApp", "load_callable"]
+
+StartResponse: TypeAlias = Callable[..., Any]
+WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_INTERNAL_ERROR = [b"Internal Server Error: the application raised an exception\n"]
+_TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+
+
+class App:
+    """One app, its context, and the WSGI callable that runs it in that context.
+
+    ``app(environ, start_response)`` is the whole per-request path: copy the
+    base context, call the app in it, and keep it bound for the response.
+    """
+
+    def __init__(self, config: AppConfig, wsgi: WSGIApp | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.error: str | None = None
+        self.wsgi: WSGIApp | None = wsgi
+        _virtual.install()
+        self.binding = _binding.Binding(
+            config.name,
+            environ=_environ.app_environ(config.environ, config.inherit_environ),
+            stdout=_streams.open_destination(config.name, "stdout", config.stdout),
+            stderr=_streams.open_destination(config.name, "stderr", config.stderr),
+            stdin=_streams.empty_stdin(),
+            argv=list(config.argv),
+            path=[*config.path, *_streams.plain["path"]],
+            decimal=config.decimal_context(),
+        )
+        self.context = contextvars.Context()
+        self.context.run(_binding.current.set, self.binding)
+        self.handle: WSGIApp = self._unavailable
+
+    @property
+    def status(self) -> str:
+        """``"loaded"``, ``"failed: <why>"``, or ``"not loaded"``."""
+        if self.error is not None:
+            return f"failed: {self.error}"
+        return "loaded" if self.handle == self._call else "not loaded"
+
+    @property
+    def loaded(self) -> bool:
+        return self.error is None and self.handle == self._call
+
+    def load(self) -> bool:
+        """Import the app inside its own context; on failure, answer 503.
+
+        The traceback goes to the app's own stderr; the server goes on.
+        """
+        try:
+            if self.wsgi is None:
+                self.wsgi = self.context.run(load_callable, self.config.app)
+            self.context.run(_streams.flush_partial_lines)
+        except (Exception, SystemExit) as exc:
+            self.context.run(traceback.print_exc)
+            self.context.run(_streams.flush_partial_lines)
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.handle = self._unavailable
+            return False
+        self.error = None
+        # The load may have left request-scoped state in the base context
+        # (a partial output line); requests must not share it.
+        self.context.run(_streams._partial.set, None)
+        self.handle = self._call
+        return True
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        ctx = self.context.copy()
+        result = ctx.run(self.handle, environ, start_response)
+        if type(result) is list or type(result) is tuple:
+            return result
+        return _binding.bind_response(result, ctx, environ, _streams.flush_partial_lines)
+
+    def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Runs inside the request's context copy."""
+        if self.binding.decimal is not None:
+            decimal.setcontext(self.binding.decimal.copy())
+        try:
+            result = self.wsgi(environ, start_response)  # type: ignore[misc]
+        except Exception:
+            traceback.print_exc()  # the app's own stderr
+            start_response("500 Internal Server Error", _TEXT, sys.exc_info())
+            result = _INTERNAL_ERROR
+        if type(result) is list or type(result) is tuple:
+            _streams.flush_partial_lines()
+        return result
+
+    def _unavailable(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("503 Service Unavailable", [*_TEXT, ("Retry-After", "30")])
+        return [f"Service Unavailable: app {self.name!r} failed to load\n".encode()]
+
+    def __repr__(self) -> str:
+        return f"<App {self.name!r} {self.status}>"
+
+
+def load_callable(spec: str) -> WSGIApp:
+    """Import ``"module:attribute"`` or call ``"module:factory(args)"``.
+
+    Runs inside the app's context, so the module is found on the app's
+    ``sys.path`` and its import-time code sees the app's globals.
+    """
+    module_name, _, expression = spec.partition(":")
+    module = importlib.import_module(module_name)
+    node = ast.parse(expression or "application", mode="eval").body
+    call: ast.Call | None = None
+    if isinstance(node, ast.Call):
+        call, node = node, node.func
+    obj: Any = module
+    for attribute in _dotted(node):
+        try:
+            obj = getattr(obj, attribute)
+        except AttributeError:
+            raise AttributeError(
+                f"module {module_name!r} has no attribute {expression!r}; "
+                f"check the app spec {spec!r}") from None
+    if call is not None:
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+        obj = obj(*args, **kwargs)
+    if not callable(obj):
+        raise TypeError(f"{spec!r} is not a WSGI callable (got {type(obj).__name__})")
+    return obj  # type: ignore[no-any-return]
+
+
+def _dotted(node: ast.expr) -> list[str]:
+    if isinstance(node, ast.Name):
+        return [node.id]
+    if isinstance(node, ast.Attribute):
+        return [*_dotted(node.value), node.attr]
+    raise ValueError(f"not a dotted name: {ast.unparse(node)!r}")
+
+
+def describe(app: App) -> Mapping[str, str]:
+    """One row of the app table (never the app's environ values)."""
+    where = app.config.mount
+    if app.config.host:
+        where = ",".join(app.config.host) + (where if where != "/" else "")
+    return {"name": app.name, "route": where, "app": app.config.app, "status": app.status}

@@ -1,0 +1,866 @@
+"""Read and validate ``ctxserve.toml``.
+
+The config file is the user-facing contract, so this module follows one rule:
+every key is declared exactly once, in :data:`SETTINGS` (section, name,
+check, default, one-line meaning).  Validation, defaults, did-you-mean
+suggestions for unknown keys and the markdown key reference are all derived
+from that table, so there is no second list to keep in sync.
+
+Bad configuration never half-starts a server: the first problem found is
+raised as a :class:`ConfigError` whose text names the file, the key path and
+what was expected, e.g.::
+
+    ctxserve.toml: apps.blog.decimal.prec: expected an integer >= 1, got "six"
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import decimal
+import difflib
+import ipaddress
+import json
+import keyword
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from gunicorn import config as gunicorn_config
+
+__all__ = [
+    "AppConfig",
+    "Config",
+    "ConfigError",
+    "SETTINGS",
+    "ServerConfig",
+    "Setting",
+    "load",
+    "override_server",
+    "parse",
+    "reference_markdown",
+]
+
+
+class ConfigError(Exception):
+    """str(err) is the full user-facing message 'FILE: KEY.PATH: expected ..., got ...'.
+
+    The message is complete on its own so the command line can print it as is
+    and stop, without a traceback.
+    """
+
+
+# --------------------------------------------------------------------------
+# The validated configuration, as the rest of ctxserve sees it.
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The ``[server]`` table.  Defaults match the declarations in SETTINGS."""
+
+    bind: tuple[str, ...] = ("127.0.0.1:8000",)
+    workers: int = 1
+    threads: int = 8
+    worker_class: str = "gthread"
+    timeout: int = 30
+    strict: bool = False
+    admin: str = ""
+    access_log: str = ""  # "" off, "-" stdout, else an absolute path
+    gunicorn: Mapping[str, Any] = field(default_factory=dict)
+    """Extra gunicorn settings by gunicorn name, values as written in the file.
+
+    They have passed gunicorn's own validator; they are kept as written (not
+    as the validator's result) so they can be handed to gunicorn's
+    ``Config.set`` again.
+    """
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """One ``[apps.NAME]`` table, with paths made absolute and values normalised."""
+
+    name: str
+    app: str
+    mount: str
+    host: tuple[str, ...]
+    path: tuple[str, ...]
+    environ: Mapping[str, str]
+    inherit_environ: bool | tuple[str, ...]
+    stdout: str
+    stderr: str
+    argv: tuple[str, ...]
+    decimal: Mapping[str, Any]
+    isolate: tuple[str, ...]
+    max_concurrency: int = 0
+    queue_timeout: float = 0.0
+
+    def decimal_context(self) -> decimal.Context | None:
+        """A NEW decimal.Context for this app, or None when none is configured.
+
+        A new object every call, because a Context is mutable and each app
+        (and each thread of it) must not share one with another.
+        """
+        if not self.decimal:
+            return None
+        kwargs = dict(self.decimal)
+        for name in ("traps", "flags"):
+            if name in kwargs:
+                kwargs[name] = [getattr(decimal, signal) for signal in kwargs[name]]
+        return decimal.Context(**kwargs)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole file: where it is, the server settings and the apps in file order."""
+
+    path: Path
+    server: ServerConfig
+    apps: tuple[AppConfig, ...]
+
+
+# --------------------------------------------------------------------------
+# Where a value came from, so every message names the file and key path.
+# --------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(part: str) -> str:
+    """A key as the user would write it in TOML: bare if possible, else quoted."""
+    return part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False)
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it (TOML spelling), short enough for one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 80 else text[:76] + '..."'
+    if isinstance(value, int):
+        return repr(value) if value.bit_length() <= 64 else "a very large integer"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__} ({value})"
+
+
+@dataclass(frozen=True)
+class _At:
+    """The location of a value: display file name, key path, and base directory.
+
+    ``base`` is the directory relative paths are resolved against: the config
+    file's directory for the file, the working directory for command-line
+    options (whose ``file`` is empty and whose ``key`` is the option name).
+    """
+
+    file: str
+    key: str
+    base: Path
+
+    def child(self, part: str | int) -> _At:
+        if isinstance(part, int):
+            key = f"{self.key}[{part}]"
+        elif self.key:
+            key = f"{self.key}.{_toml_key(part)}"
+        else:
+            key = _toml_key(part)
+        return _At(self.file, key, self.base)
+
+    def error(self, message: str) -> NoReturn:
+        where = ": ".join(part for part in (self.file, self.key) if part)
+        raise ConfigError(f"{where}: {message}")
+
+    def expected(self, what: str, value: Any, hint: str = "") -> NoReturn:
+        self.error(f"expected {what}, got {_show(value)}" + (f"; {hint}" if hint else ""))
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """The closest candidate (ignoring case), or None when nothing is close."""
+    by_fold = {candidate.casefold(): candidate for candidate in candidates}
+    close = difflib.get_close_matches(word.casefold(), list(by_fold), n=1)
+    return by_fold[close[0]] if close else None
+
+
+def _unknown_key(at: _At, key: Any, known: Iterable[str], hint: str = "") -> NoReturn:
+    key, known = str(key), list(known)
+    suggestion = _did_you_mean(key, known)
+    if suggestion:
+        at.child(key).error(f'unknown key; did you mean "{suggestion}"?')
+    if hint:
+        at.child(key).error(f"unknown key; {hint}")
+    at.child(key).error("unknown key; expected one of: " + ", ".join(known))
+
+
+# --------------------------------------------------------------------------
+# Checks: each takes (value, where) and returns the normalised value or raises.
+# --------------------------------------------------------------------------
+
+Check = Callable[[Any, _At], Any]
+
+
+def _integer(minimum: int | None = None, maximum: int | None = None) -> Check:
+    """An integer check.  TOML true/false are refused: bool is an int in Python."""
+    if minimum is not None and maximum is not None:
+        what = f"an integer from {minimum} to {maximum}"
+    elif minimum is not None:
+        what = f"an integer >= {minimum}"
+    else:
+        what = f"an integer <= {maximum}"
+
+    def check(value: Any, at: _At) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            at.expected(what, value)
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            at.expected(what, value)
+        return value
+
+    return check
+
+
+def _seconds(value: Any, at: _At) -> float:
+    """A duration in seconds: an integer or a float, finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        at.expected("a number of seconds >= 0", value)
+    if not (math.isfinite(value) and value >= 0):
+        at.expected("a number of seconds >= 0", value)
+    return float(value)
+
+
+def _boolean(value: Any, at: _At) -> bool:
+    if not isinstance(value, bool):
+        at.expected("true or false", value)
+    return value
+
+
+def _choice(*options: str) -> Check:
+    what = "one of " + ", ".join(json.dumps(option) for option in options)
+
+    def check(value: Any, at: _At) -> str:
+        if value in options:
+            return value
+        suggestion = _did_you_mean(value, options) if isinstance(value, str) else None
+        at.expected(what, value, f'did you mean "{suggestion}"?' if suggestion else "")
+
+    return check
+
+
+def _string(value: Any, at: _At) -> str:
+    if not isinstance(value, str) or "\0" in value:
+        at.expected("a string", value)
+    return value
+
+
+def _list_of(item: Check, what: str, *, may_be_empty: bool = False) -> Check:
+    """A TOML list whose items pass ``item``; returns a tuple."""
+    expected = f"a list of {what}" if may_be_empty else f"a non-empty list of {what}"
+
+    def check(value: Any, at: _At) -> tuple[Any, ...]:
+        if not isinstance(value, list) or not (value or may_be_empty):
+            at.expected(expected, value)
+        return tuple(item(element, at.child(index)) for index, element in enumerate(value))
+
+    return check
+
+
+def _one_or_list_of(item: Check, what: str, *, may_be_empty: bool = False) -> Check:
+    """A single value or a list of them; returns a tuple either way."""
+    as_list = _list_of(item, what, may_be_empty=may_be_empty)
+
+    def check(value: Any, at: _At) -> tuple[Any, ...]:
+        if isinstance(value, list):
+            return as_list(value, at)
+        return (item(value, at),)
+
+    return check
+
+
+# -- names -------------------------------------------------------------------
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_PORT = re.compile(r"[0-9]{1,5}")
+_APP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _is_identifier(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _is_dotted_name(name: str) -> bool:
+    return all(_is_identifier(part) for part in name.split("."))
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host(text: str) -> bool:
+    """A host name, an IPv4 address, or an IPv6 address in brackets."""
+    if text.startswith("[") and text.endswith("]"):
+        return _is_ipv6(text[1:-1])
+    return _HOSTNAME.fullmatch(text) is not None
+
+
+# -- addresses ---------------------------------------------------------------
+
+_ADDRESS = '"HOST:PORT", "[IPv6]:PORT", "unix:/PATH" or "fd://N"'
+
+
+def _address(value: Any, at: _At) -> str:
+    """One listening address, in the forms gunicorn's --bind accepts."""
+    if not isinstance(value, str):
+        at.expected(f"an address {_ADDRESS}", value)
+    if value.startswith("unix:"):
+        if value.removeprefix("unix:").removeprefix("//") and "\0" not in value:
+            return value
+    elif value.startswith("fd://"):
+        if _PORT.fullmatch(value.removeprefix("fd://")):
+            return value
+    else:
+        host, colon, port = value.rpartition(":")
+        if colon and _is_host(host) and _PORT.fullmatch(port):
+            if int(port) > 65535:
+                at.expected("a port from 0 to 65535", value)
+            return value
+    at.expected(f"an address {_ADDRESS}", value)
+
+
+def _admin(value: Any, at: _At) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str):
+        at.expected(f'"" (off) or one address {_ADDRESS}', value)
+    return _address(value, at)
+
+
+# -- files -------------------------------------------------------------------
+
+
+def _resolve(value: str, at: _At) -> str:
+    """An absolute, normalised path; relative ones are relative to ``at.base``."""
+    return os.path.normpath(os.path.join(at.base, value))
+
+
+def _relative_to(at: _At) -> str:
+    if at.file:
+        return f"relative paths are relative to the directory of {at.file}"
+    return "relative paths are relative to the working directory"
+
+
+def _file(value: Any, at: _At, what: str) -> str:
+    """A file ctxserve will append to: its directory must already exist."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        at.expected(what, value)
+    path = _resolve(value, at)
+    if os.path.isdir(path):
+        at.expected(f"{what}, not a directory", value)
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        at.error(f"directory {parent} does not exist ({_relative_to(at)}); create it or fix the path")
+    return path
+
+
+def _access_log(value: Any, at: _At) -> str:
+    if value in ("", "-"):
+        return value
+    return _file(value, at, '"" (off), "-" (stdout) or a file path')
+
+
+def _output(value: Any, at: _At) -> str:
+    if value in ("inherit", "null", "logging"):
+        return value
+    return _file(value, at, '"inherit", "null", "logging" or a file path')
+
+
+def _directory(value: Any, at: _At) -> str:
+    if not isinstance(value, str) or not value or "\0" in value:
+        at.expected("a directory path", value)
+    path = _resolve(value, at)
+    if not os.path.isdir(path):
+        at.error(f"directory {path} does not exist ({_relative_to(at)})")
+    return path
+
+
+# -- server ------------------------------------------------------------------
+
+
+def _worker_class(value: Any, at: _At) -> str:
+    value = _choice("sync", "gthread", "gevent")(value, at)
+    if value == "gevent":
+        try:
+            import gevent  # noqa: F401
+        except ImportError:
+            at.error("the gevent worker needs the gevent package; install it with: pip install 'ctxserve[gevent]'")
+    return value
+
+
+def _owned_gunicorn_settings() -> dict[str, str]:
+    """gunicorn setting name -> the [server] key ctxserve sets it from."""
+    return {s.gunicorn: s.name for s in SETTINGS if s.section == "server" and s.gunicorn}
+
+
+def _gunicorn(value: Any, at: _At) -> dict[str, Any]:
+    """[server.gunicorn]: any gunicorn setting, checked by gunicorn's own validator."""
+    if not isinstance(value, Mapping):
+        at.expected("a table of gunicorn settings, e.g. [server.gunicorn]", value)
+    if not value:
+        return {}
+    owned = _owned_gunicorn_settings()
+    known = {setting.name: setting for setting in gunicorn_config.KNOWN_SETTINGS}
+    scratch = gunicorn_config.Config()
+    for name, setting_value in value.items():
+        where = at.child(name)
+        if name in owned:
+            where.error(f'set by ctxserve; use {owned[name]} = ... in [server] instead')
+        if name not in known:
+            suggestion = _did_you_mean(name, known)
+            hint = f'did you mean "{suggestion}"?' if suggestion else "see https://docs.gunicorn.org/en/stable/settings.html"
+            where.error(f"not a gunicorn setting; {hint}")
+        # gunicorn's integer validators take True as 1; TOML true there is a mistake.
+        default = known[name].default
+        if isinstance(setting_value, bool) and isinstance(default, int) and not isinstance(default, bool):
+            where.expected("an integer", setting_value)
+        try:
+            scratch.set(name, setting_value)
+        except Exception as err:  # noqa: BLE001
+            # gunicorn's validators raise ValueError, TypeError, its own
+            # ConfigError, and may import user code (hooks); any failure is
+            # a bad value and must reach the user as one clear message.
+            where.error(f"gunicorn does not accept {_show(setting_value)}: {err}")
+    return dict(value)
+
+
+# -- apps --------------------------------------------------------------------
+
+_APP_SPEC = '"module:attribute" or "module:factory(args)", e.g. "blog.wsgi:application"'
+
+
+def _literal_call(text: str) -> bool:
+    """Is ``text`` a call ``f(...)`` whose arguments are all Python literals?"""
+    try:
+        call = ast.parse(text, mode="eval").body
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
+            return False
+        if any(isinstance(arg, ast.Starred) for arg in call.args):
+            return False
+        if any(kw.arg is None for kw in call.keywords):
+            return False
+        for node in [*call.args, *(kw.value for kw in call.keywords)]:
+            ast.literal_eval(node)
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _app_spec(value: Any, at: _At) -> str:
+    """Syntax only: importing the app is the loader's job, not the config's."""
+    if not isinstance(value, str):
+        at.expected(_APP_SPEC, value)
+    module, colon, target = value.partition(":")
+    name, paren, _ = target.partition("(")
+    if not (colon and _is_dotted_name(module) and _is_dotted_name(name)):
+        at.expected(_APP_SPEC, value)
+    if paren and not _literal_call("f" + target[len(name):]):
+        at.expected("factory arguments that are Python literals, e.g. \"blog:create_app('prod', debug=False)\"", value)
+    return value
+
+
+def _mount(value: Any, at: _At) -> str:
+    """A URL path prefix, normalised to have no trailing slash ("/" stays "/")."""
+    what = 'a URL path starting with "/", e.g. "/blog"'
+    if not isinstance(value, str) or not value.startswith("/"):
+        at.expected(what, value)
+    mount = value.rstrip("/") or "/"
+    if mount != "/":
+        segments = mount.split("/")[1:]
+        if any(segment in ("", ".", "..") for segment in segments):
+            at.expected(f'{what}, without empty, "." or ".." segments', value)
+    if any(char.isspace() or not char.isprintable() or char in "?#" for char in mount):
+        at.expected(f'{what}, without spaces, "?" or "#"', value)
+    return mount
+
+
+def _virtual_host(value: Any, at: _At) -> str:
+    """A Host header name to match: exact, or "*.suffix"; stored lower-cased."""
+    what = 'a host name like "blog.example.com" or "*.example.com"'
+    if not isinstance(value, str):
+        at.expected(what, value)
+    host = value.lower()
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        at.expected(what + " without a port", value, "ctxserve matches the Host header without its port")
+    if host.startswith("*."):
+        valid = _HOSTNAME.fullmatch(host.removeprefix("*.")) is not None
+    else:
+        valid = _is_host(host)
+    if not valid:
+        at.expected(what, value)
+    return host
+
+
+def _hosts(value: Any, at: _At) -> tuple[str, ...]:
+    hosts = _one_or_list_of(_virtual_host, "host names")(value, at)
+    for index, host in enumerate(hosts):
+        if host in hosts[:index]:
+            at.child(index).error(f'"{host}" is listed twice')
+    return hosts
+
+
+def _env_name(value: Any, at: _At) -> str:
+    if not isinstance(value, str) or not value or "=" in value or "\0" in value:
+        at.expected('an environment variable name (not empty, no "=")', value)
+    return value
+
+
+def _environ(value: Any, at: _At) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        at.expected('a table of NAME = "value"', value)
+    for name, setting_value in value.items():
+        where = at.child(name)
+        _env_name(name, where)
+        if isinstance(setting_value, (bool, int, float)):
+            where.expected("a string", setting_value, f'quote it: {_toml_key(name)} = "{_show(setting_value)}"')
+        _string(setting_value, where)
+    return dict(value)
+
+
+def _inherit_environ(value: Any, at: _At) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, list):
+        at.expected("true, false or a list of variable names", value)
+    return _list_of(_env_name, "variable names", may_be_empty=True)(value, at)
+
+
+def _package(value: Any, at: _At) -> str:
+    if not isinstance(value, str) or not _is_identifier(value):
+        at.expected('a top-level package name such as "django" (no dots)', value)
+    return value
+
+
+_DECIMAL_SIGNALS = (
+    "Clamped",
+    "DivisionByZero",
+    "Inexact",
+    "Overflow",
+    "Rounded",
+    "Subnormal",
+    "Underflow",
+    "InvalidOperation",
+    "FloatOperation",
+)
+_ROUNDINGS = tuple(sorted(name for name in dir(decimal) if name.startswith("ROUND_")))
+
+
+def _signals(value: Any, at: _At) -> list[str]:
+    return list(_list_of(_choice(*_DECIMAL_SIGNALS), "decimal signal names", may_be_empty=True)(value, at))
+
+
+def _decimal(value: Any, at: _At) -> dict[str, Any]:
+    """The decimal.Context arguments that were given (empty: not configured)."""
+    if not isinstance(value, Mapping):
+        at.expected("a table of decimal.Context fields, e.g. { prec = 6 }", value)
+    checked = {name: v for name, v in _check_section(value, "apps.NAME.decimal", at).items() if v is not None}
+    for name in ("prec", "Emin", "Emax"):
+        if name in checked:
+            try:  # the declared checks leave out only decimal's own size limits
+                decimal.Context(**{name: checked[name]})
+            except (ValueError, OverflowError) as err:
+                at.child(name).error(f"{_show(checked[name])} is out of range for Python's decimal module ({err})")
+    return checked
+
+
+# --------------------------------------------------------------------------
+# The declarations: every key of ctxserve.toml, once.
+# --------------------------------------------------------------------------
+
+REQUIRED = object()
+"""Default of a key that must be given."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of ctxserve.toml.
+
+    ``default`` is written the way a user would write it in the file and goes
+    through ``check`` like a given value; ``None`` means "not set" (resolved
+    later, e.g. argv defaults to the app name), REQUIRED means it must be given.
+    ``shown`` overrides how the default appears in the reference.
+    ``gunicorn`` names the gunicorn setting a [server] key controls, which is
+    therefore refused in [server.gunicorn].
+    """
+
+    section: str
+    name: str
+    check: Check
+    default: Any
+    doc: str
+    shown: str = ""
+    gunicorn: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # [server]
+    Setting("server", "bind", _one_or_list_of(_address, "addresses"), "127.0.0.1:8000",
+            f"address to listen on, or a list of them: {_ADDRESS}", gunicorn="bind"),
+    Setting("server", "workers", _integer(1), 1, "number of worker processes", gunicorn="workers"),
+    Setting("server", "threads", _integer(1), 8, "threads per worker; more than 1 selects the gthread worker",
+            gunicorn="threads"),
+    Setting("server", "worker_class", _worker_class, "gthread",
+            '"sync", "gthread" or "gevent" (gevent needs `pip install \'ctxserve[gevent]\'`)',
+            gunicorn="worker_class"),
+    Setting("server", "timeout", _integer(0), 30,
+            "seconds a silent worker is given before it is restarted (0: never)", gunicorn="timeout"),
+    Setting("server", "strict", _boolean, False, "true: refuse to start if any app fails to load"),
+    Setting("server", "admin", _admin, "", 'address of the admin listener, e.g. "127.0.0.1:9100"; "" = off'),
+    Setting("server", "access_log", _access_log, "",
+            '"-" = stdout, a file path (relative to the config file), or "" = off; lines name the app',
+            gunicorn="accesslog"),
+    Setting("server", "gunicorn", _gunicorn, {},
+            "table `[server.gunicorn]`: any other gunicorn setting, by its gunicorn name"),
+    # [apps.NAME]
+    Setting("apps.NAME", "app", _app_spec, REQUIRED, f"the WSGI application: {_APP_SPEC}"),
+    Setting("apps.NAME", "mount", _mount, None,
+            'URL path prefix, e.g. "/blog"; "/" is the default app. Give mount, host or both '
+            '(only host: mount is "/")'),
+    Setting("apps.NAME", "host", _hosts, None,
+            'virtual host(s) this app answers: exact names or "*.example.com", no port; a string or a list'),
+    Setting("apps.NAME", "path", _one_or_list_of(_directory, "directories", may_be_empty=True), [],
+            "directories searched first for this app's private modules (relative to the config file); "
+            "a string or a list"),
+    Setting("apps.NAME", "environ", _environ, {}, 'environment variables for this app, e.g. { TITLE = "Blog" }'),
+    Setting("apps.NAME", "inherit_environ", _inherit_environ, True,
+            "true: process environment + environ; false: environ only; "
+            "a list of names: only those from the process environment, + environ"),
+    Setting("apps.NAME", "stdout", _output, "inherit",
+            '"inherit" (server stdout, lines prefixed "[NAME] "), a file path appended to '
+            '(relative to the config file), "null", or "logging" (logger "ctxserve.app.NAME")'),
+    Setting("apps.NAME", "stderr", _output, "inherit", "same choices as stdout"),
+    Setting("apps.NAME", "argv", _list_of(_string, "strings"), None,
+            "sys.argv while this app runs", shown='["NAME"]'),
+    Setting("apps.NAME", "decimal", _decimal, {}, "decimal context for this app; see `[apps.NAME.decimal]`"),
+    Setting("apps.NAME", "isolate", _list_of(_package, "package names", may_be_empty=True), [],
+            'extra top-level packages loaded as a private copy for this app, e.g. ["django"]'),
+    Setting("apps.NAME", "max_concurrency", _integer(0), 0, "at most this many requests of this app in flight "
+            "(0: no limit)"),
+    Setting("apps.NAME", "queue_timeout", _seconds, 0,
+            "seconds a request may wait for a slot before a 503 with Retry-After (0: do not wait)"),
+    # [apps.NAME.decimal]: keys left out keep Python's default.
+    Setting("apps.NAME.decimal", "prec", _integer(1), None, "significant digits", shown="28"),
+    Setting("apps.NAME.decimal", "rounding", _choice(*_ROUNDINGS), None,
+            "rounding mode: " + ", ".join(_ROUNDINGS), shown='"ROUND_HALF_EVEN"'),
+    Setting("apps.NAME.decimal", "Emin", _integer(maximum=0), None, "smallest exponent", shown="-999999"),
+    Setting("apps.NAME.decimal", "Emax", _integer(0), None, "largest exponent", shown="999999"),
+    Setting("apps.NAME.decimal", "capitals", _integer(0, 1), None, "1: print exponents as E, 0: as e",
+            shown="1"),
+    Setting("apps.NAME.decimal", "clamp", _integer(0, 1), None, "1: IEEE 754 exponent clamping", shown="0"),
+    Setting("apps.NAME.decimal", "traps", _signals, None,
+            "signals that raise: " + ", ".join(_DECIMAL_SIGNALS),
+            shown='["InvalidOperation", "DivisionByZero", "Overflow"]'),
+    Setting("apps.NAME.decimal", "flags", _signals, None, "signals initially set", shown="[]"),
+)
+
+def _section(section: str) -> dict[str, Setting]:
+    return {s.name: s for s in SETTINGS if s.section == section}
+
+
+def _check_section(data: Mapping[str, Any], section: str, at: _At) -> dict[str, Any]:
+    """Check one table against its declarations: unknown keys, required keys, values.
+
+    Returns every declared key: the checked value, or the checked default,
+    or None for keys that are "not set".
+    """
+    settings = _section(section)
+    for key in data:
+        if key not in settings:
+            hint = ""
+            if section == "server" and key in {s.name for s in gunicorn_config.KNOWN_SETTINGS}:
+                hint = "gunicorn settings go in [server.gunicorn]"
+            _unknown_key(at, key, settings, hint)
+    values: dict[str, Any] = {}
+    for name, setting in settings.items():
+        if name in data:
+            values[name] = setting.check(data[name], at.child(name))
+        elif setting.default is REQUIRED:
+            at.child(name).error(f"required key is missing; give {setting.doc}")
+        elif setting.default is None:
+            values[name] = None
+        else:
+            values[name] = setting.check(setting.default, at.child(name))
+    return values
+
+
+# --------------------------------------------------------------------------
+# Whole-file rules and the public functions.
+# --------------------------------------------------------------------------
+
+
+def _check_admin_not_bound(server: ServerConfig, at: _At) -> None:
+    """The admin listener cannot share an address with the public listeners."""
+    if server.admin and server.admin in server.bind:
+        at.error(f'"{server.admin}" is also in bind; the admin listener needs its own address')
+
+
+def _app(name: Any, table: Any, at: _At) -> AppConfig:
+    if not isinstance(name, str) or not _APP_NAME.fullmatch(name):
+        at.error('app names may use only letters, digits, "_", "." and "-"')
+    if not isinstance(table, Mapping):
+        at.expected(f"a table [apps.{_toml_key(name)}]", table)
+    values = _check_section(table, "apps.NAME", at)
+    if values["mount"] is None and values["host"] is None:
+        at.error('needs mount, host, or both; e.g. mount = "/blog"')
+    values["mount"] = values["mount"] or "/"
+    values["host"] = values["host"] or ()
+    values["argv"] = values["argv"] or (name,)
+    return AppConfig(name=name, **values)
+
+
+def _check_routes(apps: Iterable[AppConfig], at: _At) -> None:
+    """Each (host, mount) pair belongs to one app; an app without host has host None."""
+    owners: dict[tuple[str | None, str], str] = {}
+    for app in apps:
+        for host in app.host or (None,):
+            other = owners.setdefault((host, app.mount), app.name)
+            if other != app.name:
+                where = f'mount "{app.mount}"' + (f' on host "{host}"' if host else "")
+                at.child(app.name).child("host" if host else "mount").error(
+                    f'apps "{other}" and "{app.name}" both use {where}; give each app its own mount or host'
+                )
+
+
+def parse(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Config:
+    """Validate an already-parsed TOML document.
+
+    ``path`` is where it came from: it names the file in messages (as given)
+    and relative paths in it are resolved against its directory.
+    """
+    display = os.fspath(path)
+    absolute = Path(os.path.abspath(display))
+    root = _At(display, "", absolute.parent)
+    if not isinstance(data, Mapping):
+        root.expected("a TOML table at the top level", data)
+    for key, value in data.items():
+        if key not in ("server", "apps"):
+            if isinstance(value, Mapping) and "app" in value:
+                root.child(str(key)).error(f"unknown key; app tables are written [apps.{_toml_key(str(key))}]")
+            _unknown_key(root, key, ("server", "apps"))
+
+    server_data = data.get("server", {})
+    if not isinstance(server_data, Mapping):
+        root.child("server").expected("a table [server]", server_data)
+    server = ServerConfig(**_check_section(server_data, "server", root.child("server")))
+    _check_admin_not_bound(server, root.child("server").child("admin"))
+
+    apps_data = data.get("apps", {})
+    if not isinstance(apps_data, Mapping) or not apps_data:
+        root.child("apps").expected(
+            'at least one app table, e.g. [apps.blog] with app = "blog.wsgi:application" and mount = "/blog"',
+            apps_data,
+        )
+    apps = tuple(_app(name, table, root.child("apps").child(name)) for name, table in apps_data.items())
+    _check_routes(apps, root.child("apps"))
+    return Config(path=absolute, server=server, apps=apps)
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a ctxserve.toml file; every problem is a ConfigError."""
+    display = os.fspath(path)
+    try:
+        with open(display, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError as err:
+        raise ConfigError(f"{display}: no such file; create it, or give the path of your ctxserve.toml") from err
+    except IsADirectoryError as err:
+        raise ConfigError(f"{display}: is a directory; give the path of your ctxserve.toml") from err
+    except OSError as err:
+        raise ConfigError(f"{display}: cannot read the file: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{display}: not valid UTF-8 text ({err.reason} at byte {err.start})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{display}: invalid TOML: {err}") from err
+    return parse(data, path)
+
+
+def _from_command_line(value: Any, setting: Setting) -> Any:
+    """Command-line values may arrive as text; integers are converted here."""
+    integer = isinstance(setting.default, int) and not isinstance(setting.default, bool)
+    if integer and isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", value):
+        return int(value)
+    return value
+
+
+def override_server(config: Config, **changes: Any) -> Config:
+    """A new Config with [server] keys replaced by command-line options.
+
+    Values go through the same declarations as the file; messages name the
+    option (``--workers``), and relative paths are relative to the working
+    directory.  A value of None means "option not given" and changes nothing.
+    Unknown names are a programming error (TypeError), not a user error.
+    """
+    settings = _section("server")
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in settings:
+            raise TypeError(f"override_server() got an unknown server setting {name!r}")
+        if value is None:
+            continue
+        at = _At("", "--" + name.replace("_", "-"), Path.cwd())
+        checked[name] = settings[name].check(_from_command_line(value, settings[name]), at)
+    server = dataclasses.replace(config.server, **checked)
+    blamed = "--admin" if "admin" in checked else "--bind"
+    if "admin" in checked or "bind" in checked:
+        _check_admin_not_bound(server, _At("", blamed, Path.cwd()))
+    return dataclasses.replace(config, server=server)
+
+
+# --------------------------------------------------------------------------
+# The key reference, derived from the same declarations.
+# --------------------------------------------------------------------------
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_literal(item) for item in value) + "]"
+    if isinstance(value, Mapping) and not value:
+        return "{}"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_literal(v)}" for k, v in value.items()) + " }"
+    return _show(value)
+
+
+def _default_cell(setting: Setting) -> str:
+    if setting.shown:
+        return f"`{setting.shown}`"
+    if setting.default is REQUIRED:
+        return "required"
+    if setting.default is None:
+        return "—"
+    return f"`{_toml_literal(setting.default)}`"
+
+
+def reference_markdown() -> str:
+    """The markdown key reference: one table per section (key | default | meaning)."""
+    lines = ["# ctxserve.toml reference", ""]
+    for section in dict.fromkeys(s.section for s in SETTINGS):
+        lines += [f"## `[{section}]`", ""]
+        if section == "apps.NAME.decimal":
+            lines += ["Fields of `decimal.Context`; keys left out keep Python's default (shown).", ""]
+        lines += ["| key | default | meaning |", "| --- | --- | --- |"]
+        for setting in _section(section).values():
+            meaning = setting.doc.replace("|", "\\|")
+            lines.append(f"| `{setting.name}` | {_default_cell(setting)} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)

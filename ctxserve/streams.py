@@ -1,0 +1,283 @@
+"""Each app's stdout and stderr, and the stand-ins that put them in ``sys``.
+
+``print``, ``logging.StreamHandler`` and ``traceback.print_exc`` all end in
+``sys.stdout.write`` or ``sys.stderr.write``, and CPython's C code reads the
+stream straight from ``sys.__dict__``. So ``sys.__dict__`` holds one
+:class:`StreamProxy` per stream for the whole process, which forwards every
+call to the current app's writer, or — outside every app — to whatever
+plain Python would use.
+
+An app's writer hands its output on in complete lines only, so lines of
+different apps and requests never mix inside one line: a partial line is
+kept per request (in a context variable, see :func:`_partial_lines`) until
+its newline arrives or the request ends.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from . import binding as _binding
+
+__all__ = ["AppWriter", "StreamProxy", "open_destination", "flush_partial_lines", "plain"]
+
+#: What each stream is outside every app: the value plain Python would have.
+#: ``sys.stdout = x`` outside every app updates this (see ``virtual.py``).
+plain: dict[str, Any] = {}
+
+#: Per-request buffer of partial lines: ``{writer: text}``, created on the
+#: first partial write of a request and mutated in place after that (the
+#: context is the request's own, so one ``set`` per request at most).
+_partial: contextvars.ContextVar[dict[AppWriter, str] | None] = contextvars.ContextVar(
+    "ctxserve.partial_lines", default=None)
+
+
+def _partial_lines() -> dict[AppWriter, str]:
+    pending = _partial.get()
+    if pending is None:
+        pending = {}
+        _partial.set(pending)
+    return pending
+
+
+def flush_partial_lines() -> None:
+    """Emit what the current request left without a final newline."""
+    pending = _partial.get()
+    if pending:
+        for writer, text in list(pending.items()):
+            del pending[writer]
+            writer.emit(text + "\n")
+
+
+def _forget_partial_lines() -> None:
+    """A thread or greenlet an app starts begins with no partial line."""
+    _partial.set(None)
+
+
+_binding.detach_hooks.append(_forget_partial_lines)
+_binding.flush_hooks.append(flush_partial_lines)
+
+
+class AppWriter(io.TextIOBase):
+    """One app's stdout or stderr: writes complete lines to a *sink*.
+
+    It is a real text stream (``io.TextIOBase``), so ``writelines``,
+    ``closed``, ``with`` and the rest of the protocol come from the base
+    class; ``buffer`` accepts bytes for code that writes to it.
+    """
+
+    def __init__(self, sink: Callable[[str], None], *, fileno: Callable[[], int] | None = None,
+                 name: str = "<ctxserve>") -> None:
+        self._sink = sink
+        self._fileno = fileno
+        self.name = name
+        self.buffer = _BinaryWriter(self)
+
+    encoding = "utf-8"  # type: ignore[assignment]
+    errors = "backslashreplace"  # type: ignore[assignment]
+    line_buffering = True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if "\n" not in s:
+            if s:
+                pending = _partial_lines()
+                pending[self] = pending.get(self, "") + s
+            return len(s)
+        pending = _partial.get()
+        head = pending.pop(self, "") if pending else ""
+        cut = s.rfind("\n") + 1
+        self.emit(head + s[:cut] if head else s[:cut])
+        if cut < len(s):
+            _partial_lines()[self] = s[cut:]
+        return len(s)
+
+    def emit(self, lines: str) -> None:
+        """Hand complete lines (ending in a newline) to the destination."""
+        self._sink(lines)
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        if self._fileno is None:
+            raise io.UnsupportedOperation("this app's stream has no file descriptor")
+        return self._fileno()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        """Closing an app's stream would close it for every request: ignored."""
+
+    def __repr__(self) -> str:
+        return f"<ctxserve stream {self.name!r}>"
+
+
+class _BinaryWriter(io.RawIOBase):
+    """``sys.stdout.buffer`` of an app: bytes decoded onto the text stream."""
+
+    def __init__(self, text: AppWriter) -> None:
+        self._text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self._text.write(data.decode(self._text.encoding, self._text.errors))
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._text.fileno()
+
+    def close(self) -> None:
+        pass
+
+
+# -- destinations -----------------------------------------------------------
+
+_write_lock = threading.Lock()
+
+
+def _to_server_stream(stream: str, prefix: str) -> Callable[[str], None]:
+    """``inherit``: the server's own stream, each line prefixed."""
+
+    def sink(lines: str) -> None:
+        text = prefix + lines[:-1].replace("\n", "\n" + prefix) + "\n"
+        target = plain[stream]
+        with _write_lock:  # one write per chunk: lines never interleave
+            target.write(text)
+            target.flush()
+
+    return sink
+
+
+class _AppendFile:
+    """A file destination, shared by every stream that names the same file."""
+
+    _open: dict[str, _AppendFile] = {}
+    _open_lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.file = open(path, "a", encoding="utf-8", errors="backslashreplace")
+        self.lock = threading.Lock()
+
+    @classmethod
+    def get(cls, path: str) -> _AppendFile:
+        with cls._open_lock:
+            if path not in cls._open:
+                cls._open[path] = cls(path)
+            return cls._open[path]
+
+    def write(self, lines: str) -> None:
+        with self.lock:
+            self.file.write(lines)
+            self.file.flush()
+
+
+def _to_logger(app: str, stream: str) -> Callable[[str], None]:
+    """``logging``: one record a line on logger ``ctxserve.app.NAME``.
+
+    Records are emitted outside the app's context: a handler that writes to
+    ``sys.stderr`` must reach the server's stderr, not loop back here.
+    """
+    logger = logging.getLogger(f"ctxserve.app.{app}")
+    level = logging.INFO if stream == "stdout" else logging.ERROR
+
+    def emit(lines: str) -> None:
+        for line in lines.splitlines():
+            logger.log(level, "%s", line)
+
+    def sink(lines: str) -> None:
+        contextvars.Context().run(emit, lines)
+
+    return sink
+
+
+def _discard(lines: str) -> None:
+    pass
+
+
+def open_destination(app: str, stream: str, destination: str) -> AppWriter:
+    """The writer for *app*'s *stream* (``"stdout"``/``"stderr"``).
+
+    *destination* is ``"inherit"``, ``"null"``, ``"logging"`` or an absolute
+    file path, as validated by the config.
+    """
+    name = f"<{app} {stream}>"
+    if destination == "inherit":
+        return AppWriter(_to_server_stream(stream, f"[{app}] "),
+                         fileno=lambda: plain[stream].fileno(), name=name)
+    if destination == "null":
+        return AppWriter(_discard, name=name)
+    if destination == "logging":
+        return AppWriter(_to_logger(app, stream), name=name)
+    target = _AppendFile.get(destination)
+    return AppWriter(target.write, fileno=target.file.fileno, name=destination)
+
+
+def empty_stdin() -> TextIO:
+    """``sys.stdin`` inside apps: a real, empty stream (reads give EOF)."""
+    return open(os.devnull, encoding="utf-8")
+
+
+# -- the stand-ins in sys.__dict__ --------------------------------------------
+
+class StreamProxy:
+    """The object in ``sys.__dict__[name]`` for the whole process.
+
+    Every attribute and method is the current target's: the app's stream
+    inside an app (or what the request assigned to ``sys.<name>``), the
+    plain stream outside every app. ``write`` and ``flush`` are spelled out
+    because they are the hot path; everything else forwards through
+    ``__getattr__`` and the special methods below.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "_name", name)
+
+    def _target(self) -> Any:
+        b = _binding.current.get()
+        return plain[self._name] if b is None else getattr(b, self._name)
+
+    def write(self, s: Any) -> Any:
+        b = _binding.current.get()
+        return (plain[self._name] if b is None else getattr(b, self._name)).write(s)
+
+    def flush(self) -> Any:
+        b = _binding.current.get()
+        return (plain[self._name] if b is None else getattr(b, self._name)).flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._target(), name, value)
+
+    def __iter__(self) -> Any:
+        return iter(self._target())
+
+    def __next__(self) -> Any:
+        return next(self._target())
+
+    def __enter__(self) -> Any:
+        return self._target().__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._target().__exit__(*exc)
+
+    def __repr__(self) -> str:
+        return repr(self._target())
