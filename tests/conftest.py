@@ -121,7 +121,11 @@ def start_server(command: list[str], tmp_path: Path, env: Mapping[str, str] | No
     """Start *command* (a gunicorn), wait until it listens and a worker answers."""
     n = len(list(tmp_path.glob("server-*.out")))
     out, err = tmp_path / f"server-{n}.out", tmp_path / f"server-{n}.err"
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # gunicorn >= 27 puts a control socket in $XDG_RUNTIME_DIR (else ~/.gunicorn):
+    # a directory per server, so that concurrent servers never share one.
+    runtime = tmp_path / f"server-{n}.run"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_RUNTIME_DIR": str(runtime), **(env or {})}
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(command, stdout=o, stderr=e, env=full_env, cwd=cwd or tmp_path,
                                 stdin=subprocess.DEVNULL)
