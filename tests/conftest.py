@@ -101,6 +101,9 @@ class Server:
         return self.err_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        # An idle keep-alive connection holds a gthread worker's graceful exit
+        # for seconds: close the session's connections first.
+        self.session.close()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
