@@ -19,7 +19,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "from_config", "wrap"]
+__all__ = ["__version__", "from_config", "wrap", "ConfigError"]
+
+from .config import ConfigError
 
 if TYPE_CHECKING:
     from .apps import App, WSGIApp
@@ -37,3 +39,30 @@ def from_config(path: str | os.PathLike[str] = "ctxserve.toml") -> Dispatcher:
     from .server import build
 
     return build(load(path))
+
+
+def wrap(app: WSGIApp, name: str = "app", **settings: Any) -> App:
+    """Run one already-imported WSGI callable in a context of its own.
+
+    *settings* are the keys of an ``[apps.NAME]`` table that make sense for
+    a callable already in hand — ``environ``, ``inherit_environ``,
+    ``stdout``, ``stderr``, ``argv``, ``decimal`` — with the same values and
+    the same validation as in ``ctxserve.toml`` (relative file paths are
+    relative to the current directory). The result is a WSGI app; mount
+    several with werkzeug's ``DispatcherMiddleware`` or any other router::
+
+        legacy = ctxserve.wrap(legacy_app, "legacy", stdout="legacy.log",
+                               decimal={"prec": 6, "rounding": "ROUND_HALF_UP"})
+    """
+    from .apps import App
+    from .config import parse
+
+    allowed = {"environ", "inherit_environ", "stdout", "stderr", "argv", "decimal"}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise TypeError(f"wrap() got unexpected settings {unknown}; it takes {sorted(allowed)}")
+    table = {**settings, "app": "ctxserve:wrap", "mount": "/"}
+    config = parse({"apps": {name: table}}, "ctxserve.wrap()")
+    wrapped = App(config.apps[0], wsgi=app)
+    wrapped.load()
+    return wrapped
