@@ -148,9 +148,34 @@ def boom(environ, start_response, query, tag):
     raise RuntimeError(f"{_me()} boom {tag}")
 
 
+def pid(environ, start_response, query, tag):
+    """Which worker process and thread answered (after an optional sleep)."""
+    time.sleep(float(query.get("sleep", "0")))
+    return _json(start_response, {"id": _me(), "pid": os.getpid(), "thread": threading.get_ident()})
+
+
+class _NoisyFile(io.FileIO):
+    """A real file (sendfile works) whose close() prints a line naming the app."""
+
+    def close(self):
+        if not self.closed:
+            print(f"{_me()} {self.tag} file closed")
+        super().close()
+
+
+def file(environ, start_response, query, tag):
+    """The file named by the app's PROBE_FILE (default: this module), via wsgi.file_wrapper."""
+    f = _NoisyFile(os.environ.get("PROBE_FILE", __file__), "rb")
+    f.tag = tag
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(os.fstat(f.fileno()).st_size))])
+    return environ["wsgi.file_wrapper"](f)
+
+
 ROUTES = {
     "/whoami": whoami, "/echo": echo, "/stream": stream, "/thread": thread,
     "/executor": executor, "/child": child, "/proc-environ": proc_environ,
     "/setenv": setenv, "/getenv": getenv, "/setprec": setprec,
     "/redirect": redirect, "/stdin": stdin, "/boom": boom,
+    "/pid": pid, "/file": file,
 }
