@@ -171,9 +171,9 @@ class _At:
         if isinstance(part, int):
             key = f"{self.key}[{part}]"
         elif self.key:
-            key = f"{self.key}.{_toml_key(part)}"
+            key = f"{self.key}.{_toml_key(str(part))}"
         else:
-            key = _toml_key(part)
+            key = _toml_key(str(part))
         return _At(self.file, key, self.base)
 
     def error(self, message: str) -> NoReturn:
@@ -193,11 +193,11 @@ def _did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
 
 def _unknown_key(at: _At, key: Any, known: Iterable[str], hint: str = "") -> NoReturn:
     key, known = str(key), list(known)
+    if hint:
+        at.child(key).error(f"unknown key; {hint}")
     suggestion = _did_you_mean(key, known)
     if suggestion:
         at.child(key).error(f'unknown key; did you mean "{suggestion}"?')
-    if hint:
-        at.child(key).error(f"unknown key; {hint}")
     at.child(key).error("unknown key; expected one of: " + ", ".join(known))
 
 
@@ -208,20 +208,24 @@ def _unknown_key(at: _At, key: Any, known: Iterable[str], hint: str = "") -> NoR
 Check = Callable[[Any, _At], Any]
 
 
-def _integer(minimum: int | None = None, maximum: int | None = None) -> Check:
-    """An integer check.  TOML true/false are refused: bool is an int in Python."""
-    if minimum is not None and maximum is not None:
+def _integer(minimum: int | None = None, maximum: int | None = None, what: str = "") -> Check:
+    """An integer check.  TOML true/false are refused: bool is an int in Python.
+
+    ``what`` describes the value for messages when the bounds alone would
+    mislead (e.g. decimal's huge implementation limits).
+    """
+    if not what and minimum is not None and maximum is not None:
         what = f"an integer from {minimum} to {maximum}"
-    elif minimum is not None:
-        what = f"an integer >= {minimum}"
-    else:
-        what = f"an integer <= {maximum}"
+    elif not what:
+        what = f"an integer >= {minimum}" if minimum is not None else f"an integer <= {maximum}"
 
     def check(value: Any, at: _At) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             at.expected(what, value)
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            at.expected(what, value)
+        if minimum is not None and value < minimum:
+            at.expected(f"an integer >= {minimum}", value)
+        if maximum is not None and value > maximum:
+            at.expected(f"an integer <= {maximum}", value)
         return value
 
     return check
@@ -229,11 +233,16 @@ def _integer(minimum: int | None = None, maximum: int | None = None) -> Check:
 
 def _seconds(value: Any, at: _At) -> float:
     """A duration in seconds: an integer or a float, finite and >= 0."""
+    what = "a number of seconds >= 0"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        at.expected("a number of seconds >= 0", value)
-    if not (math.isfinite(value) and value >= 0):
-        at.expected("a number of seconds >= 0", value)
-    return float(value)
+        at.expected(what, value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too large for a float
+        at.expected(what, value)
+    if not (math.isfinite(seconds) and seconds >= 0):
+        at.expected(what, value)
+    return seconds
 
 
 def _boolean(value: Any, at: _At) -> bool:
@@ -367,7 +376,7 @@ def _file(value: Any, at: _At, what: str) -> str:
         at.expected(what, value)
     path = _resolve(value, at)
     if os.path.isdir(path):
-        at.expected(f"{what}, not a directory", value)
+        at.error(f"{path} is a directory; give a file path")
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         at.error(f"directory {parent} does not exist ({_relative_to(at)}); create it or fix the path")
@@ -427,7 +436,7 @@ def _gunicorn(value: Any, at: _At) -> dict[str, Any]:
         if name in owned:
             where.error(f'set by ctxserve; use {owned[name]} = ... in [server] instead')
         if name not in known:
-            suggestion = _did_you_mean(name, known)
+            suggestion = _did_you_mean(str(name), known)
             hint = f'did you mean "{suggestion}"?' if suggestion else "see https://docs.gunicorn.org/en/stable/settings.html"
             where.error(f"not a gunicorn setting; {hint}")
         # gunicorn's integer validators take True as 1; TOML true there is a mistake.
@@ -474,7 +483,7 @@ def _app_spec(value: Any, at: _At) -> str:
     name, paren, _ = target.partition("(")
     if not (colon and _is_dotted_name(module) and _is_dotted_name(name)):
         at.expected(_APP_SPEC, value)
-    if paren and not _literal_call("f" + target[len(name):]):
+    if paren and not (target.endswith(")") and _literal_call("f" + target[len(name):])):
         at.expected("factory arguments that are Python literals, e.g. \"blog:create_app('prod', debug=False)\"", value)
     return value
 
@@ -573,14 +582,7 @@ def _decimal(value: Any, at: _At) -> dict[str, Any]:
     """The decimal.Context arguments that were given (empty: not configured)."""
     if not isinstance(value, Mapping):
         at.expected("a table of decimal.Context fields, e.g. { prec = 6 }", value)
-    checked = {name: v for name, v in _check_section(value, "apps.NAME.decimal", at).items() if v is not None}
-    for name in ("prec", "Emin", "Emax"):
-        if name in checked:
-            try:  # the declared checks leave out only decimal's own size limits
-                decimal.Context(**{name: checked[name]})
-            except (ValueError, OverflowError) as err:
-                at.child(name).error(f"{_show(checked[name])} is out of range for Python's decimal module ({err})")
-    return checked
+    return {name: v for name, v in _check_section(value, "apps.NAME.decimal", at).items() if v is not None}
 
 
 # --------------------------------------------------------------------------
@@ -659,19 +661,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("apps.NAME", "queue_timeout", _seconds, 0,
             "seconds a request may wait for a slot before a 503 with Retry-After (0: do not wait)"),
     # [apps.NAME.decimal]: keys left out keep Python's default.
-    Setting("apps.NAME.decimal", "prec", _integer(1), None, "significant digits", shown="28"),
+    Setting("apps.NAME.decimal", "prec", _integer(1, decimal.MAX_PREC, "an integer >= 1"), None,
+            "significant digits", shown="28"),
     Setting("apps.NAME.decimal", "rounding", _choice(*_ROUNDINGS), None,
             "rounding mode: " + ", ".join(_ROUNDINGS), shown='"ROUND_HALF_EVEN"'),
-    Setting("apps.NAME.decimal", "Emin", _integer(maximum=0), None, "smallest exponent", shown="-999999"),
-    Setting("apps.NAME.decimal", "Emax", _integer(0), None, "largest exponent", shown="999999"),
-    Setting("apps.NAME.decimal", "capitals", _integer(0, 1), None, "1: print exponents as E, 0: as e",
+    Setting("apps.NAME.decimal", "Emin", _integer(decimal.MIN_EMIN, 0, "an integer <= 0"), None,
+            "smallest exponent", shown="-999999"),
+    Setting("apps.NAME.decimal", "Emax", _integer(0, decimal.MAX_EMAX, "an integer >= 0"), None,
+            "largest exponent", shown="999999"),
+    Setting("apps.NAME.decimal", "capitals", _integer(0, 1, "0 or 1"), None, "1: print exponents as E, 0: as e",
             shown="1"),
-    Setting("apps.NAME.decimal", "clamp", _integer(0, 1), None, "1: IEEE 754 exponent clamping", shown="0"),
+    Setting("apps.NAME.decimal", "clamp", _integer(0, 1, "0 or 1"), None, "1: IEEE 754 exponent clamping", shown="0"),
     Setting("apps.NAME.decimal", "traps", _signals, None,
             "signals that raise: " + ", ".join(_DECIMAL_SIGNALS),
             shown='["InvalidOperation", "DivisionByZero", "Overflow"]'),
     Setting("apps.NAME.decimal", "flags", _signals, None, "signals initially set", shown="[]"),
 )
+
 
 def _section(section: str) -> dict[str, Setting]:
     return {s.name: s for s in SETTINGS if s.section == section}
