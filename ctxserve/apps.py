@@ -13,7 +13,6 @@ on its routes and reports why in its :attr:`App.status`.
 from __future__ import annotations
 
 import ast
-import contextvars
 import decimal
 import importlib
 import sys
@@ -23,6 +22,7 @@ from typing import Any, TypeAlias
 
 from . import binding as _binding
 from . import environ as _environ
+from . import namespaces as _namespaces
 from . import streams as _streams
 from . import virtual as _virtual
 from .config import AppConfig
@@ -58,9 +58,10 @@ class App:
             argv=list(config.argv),
             path=[*config.path, *_streams.plain["path"]],
             decimal=config.decimal_context(),
+            modules=_namespaces.new(config.name, config.isolate, tuple(_streams.plain["path"])),
         )
-        self.context = contextvars.Context()
-        self.context.run(_binding.current.set, self.binding)
+        self.binding.modules.binding = self.binding
+        self.context = _binding.context_for(self.binding)
         self.handle: WSGIApp = self._unavailable
 
     @property
@@ -90,9 +91,13 @@ class App:
             self.handle = self._unavailable
             return False
         self.error = None
-        # The load may have left request-scoped state in the base context
-        # (a partial output line); requests must not share it.
+        # The load may have left request-scoped state in the base context:
+        # a partial output line, or a decimal context made by a
+        # getcontext() at import time. Requests must not share either.
         self.context.run(_streams._partial.set, None)
+        if self.binding.decimal is None and any(
+                var.name == "decimal_context" for var in self.context):
+            self.binding.decimal = decimal.Context()
         self.handle = self._call
         return True
 

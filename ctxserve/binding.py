@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Binding", "current", "bind_response", "run_detached", "install_propagation"]
+__all__ = ["Binding", "current", "context_for", "bind_response", "run_detached", "install_propagation"]
 
 T = TypeVar("T")
 
@@ -75,6 +75,13 @@ class Binding:
 #: The current app's binding; ``None`` outside every app (the server itself).
 current: contextvars.ContextVar[Binding | None] = contextvars.ContextVar(
     "ctxserve.binding", default=None)
+
+
+def context_for(binding: Binding) -> contextvars.Context:
+    """A new context in which *binding* is current (an app's base context)."""
+    ctx = contextvars.Context()
+    ctx.run(current.set, binding)
+    return ctx
 
 
 # -- the response iterable ---------------------------------------------------
@@ -224,23 +231,36 @@ def _patch_executor_submit() -> None:
 
 
 def _patch_gevent() -> None:
-    """Greenlets start with an empty context unless ``gr_context`` is set."""
+    """Greenlets start with an empty context unless ``gr_context`` is set.
+
+    gevent's compiled ``Greenlet`` is an immutable type (its ``__init__``
+    cannot be replaced), so a subclass that sets ``gr_context`` takes its
+    place wherever gevent and app code look the class up.
+    """
     gevent = sys.modules.get("gevent")
     if gevent is None or getattr(gevent.Greenlet, "_ctxserve_patched", False):
         return
-    original = gevent.Greenlet.__init__
+    import gevent.greenlet
+    import gevent.pool
 
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        binding = current.get()
-        if binding is not None:
-            ctx = contextvars.copy_context()
-            ctx.run(_reset_for_greenlet, binding)
-            self.gr_context = ctx
+    base = gevent.Greenlet
 
-    gevent.Greenlet.__init__ = __init__
-    gevent.Greenlet._ctxserve_patched = True
+    class Greenlet(base):  # type: ignore[misc, valid-type]
+        __doc__ = base.__doc__
+        _ctxserve_patched = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            base.__init__(self, *args, **kwargs)
+            binding = current.get()
+            if binding is not None:
+                ctx = contextvars.copy_context()
+                ctx.run(_reset_for_greenlet, binding)
+                self.gr_context = ctx
+
+    Greenlet.__module__, Greenlet.__qualname__ = base.__module__, base.__qualname__
+    gevent.Greenlet = gevent.greenlet.Greenlet = gevent.pool.Greenlet = Greenlet
+    gevent.spawn, gevent.spawn_later = Greenlet.spawn, Greenlet.spawn_later
+    gevent.pool.Group.greenlet_class = Greenlet  # Group.spawn and Pool.spawn
 
 
 def _reset_for_greenlet(binding: Binding) -> None:

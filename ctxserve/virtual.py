@@ -33,7 +33,7 @@ from . import streams as _streams
 __all__ = ["install"]
 
 _STREAMS = ("stdout", "stderr", "stdin")
-_LISTS = ("argv", "path")
+_LISTS = ("argv", "path", "modules")
 
 
 class _SysAttribute:
@@ -73,6 +73,7 @@ class _Sys(types.ModuleType):
     stdin = _SysAttribute("stdin")
     argv = _SysAttribute("argv")
     path = _SysAttribute("path")
+    modules = _SysAttribute("modules")  # an app's Namespace (namespaces.py)
 
 
 _lock = threading.Lock()

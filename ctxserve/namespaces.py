@@ -1,0 +1,310 @@
+"""Private module namespaces: two apps may each have a module called ``config``.
+
+Modules found on an app's own ``sys.path`` entries (its ``path``, and any
+directory it adds itself) and the top-level packages named in its
+``isolate`` are *private* to that app; everything else (the standard
+library, site-packages) is *shared* and imported once per process.
+
+Why it is built this way — CPython constrains every piece:
+
+1. **The interpreter keeps one ``sys.modules`` dict, and its C code reads it
+   directly** (``PyImport_GetModule``, the ``import`` statement's fast path,
+   ``PyImport_Import`` as used by ``_pickle``). Swapping that dict per app is
+   impossible with threads, so it stays. For each name that is private in
+   some app it holds one :class:`Alias`, a module whose attributes are the
+   current app's module's: C callers (``pickle``) find the right class.
+
+2. **Python-level code reads ``sys.modules`` as an attribute of ``sys``**:
+   importlib's own ``_bootstrap`` (``_find_and_load``, ``_load_unlocked``,
+   ``import_module``, ``reload``), ``pickle._Pickler``, ``typing``,
+   ``dataclasses``, ``inspect``. ``sys`` already has a descriptor class
+   (``virtual.py``), so inside an app ``sys.modules`` is the app's
+   :class:`Namespace`: a mapping that keeps private modules in the app's own
+   dict and passes shared ones through to the real dict. The whole import
+   protocol — finders, loaders, locks, ``reload`` — then runs unchanged and
+   files each module in the right place.
+
+3. **An ``import`` statement in a private module must bind the real private
+   module, not the alias**: code that runs on every request reads module
+   attributes at full speed only from the module itself. The ``import``
+   statement calls the ``__import__`` of the *frame's* builtins when that is
+   not the original one, so each private module gets its app's own copy of
+   the builtins dict, whose ``__import__`` resolves against the app's table
+   first. Shared modules keep the real builtins and CPython's C fast path:
+   nothing outside the apps gets slower.
+
+4. **A C extension cannot be loaded twice** (single-phase init modules share
+   one state), so a package with C extensions in ``isolate`` is refused with
+   an :class:`ImportError` when the app loads (:class:`IsolateGuard`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import importlib.machinery
+import sys
+import threading
+import weakref
+from collections.abc import Iterator, MutableMapping
+from types import ModuleType
+from typing import Any
+
+from . import binding as _binding
+
+__all__ = ["Namespace", "Alias", "install", "real_modules"]
+
+#: The interpreter's own ``sys.modules`` dict.
+real_modules: dict[str, ModuleType] = sys.__dict__["modules"]
+
+_bootstrap: Any = importlib._bootstrap  # type: ignore[attr-defined]
+
+
+class Alias(ModuleType):
+    """What the real ``sys.modules`` holds for a name private to some app.
+
+    Attribute reads go to the current app's module of that name (or to the
+    shared module of the same name outside apps and in apps without one).
+    Only C code and shared code that imports a private name see an alias;
+    code of the app itself gets its real modules.
+    """
+
+    def __init__(self, name: str, shared: ModuleType | None) -> None:
+        super().__init__(name, f"ctxserve alias of the app-private module {name!r}")
+        self.__dict__["__ctxserve_shared__"] = shared
+
+    def _ctxserve_target(self) -> ModuleType:
+        name = self.__dict__["__name__"]
+        b = _binding.current.get()
+        module = b.modules.lookup(name) if b is not None and b.modules is not None \
+            else self.__dict__["__ctxserve_shared__"]
+        if module is None:
+            where = f"app {b.name!r}" if b is not None else "the server (outside every app)"
+            raise ModuleNotFoundError(f"No module named {name!r} in {where}", name=name)
+        return module
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._ctxserve_target(), attribute)
+
+    def __dir__(self) -> list[str]:
+        return dir(self._ctxserve_target())
+
+
+class Namespace(MutableMapping[str, ModuleType]):
+    """One app's module table: what ``sys.modules`` is inside the app.
+
+    Private modules live in :attr:`modules`; every other name passes
+    through to the real ``sys.modules``. Whether a name is private is
+    decided once per top-level name (:meth:`is_private`) and kept until
+    ``importlib.invalidate_caches()``.
+    """
+
+    def __init__(self, app: str, isolate: tuple[str, ...] = (),
+                 shared_path: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.isolate = frozenset(isolate)
+        self.shared_path = frozenset(shared_path)
+        self.modules: dict[str, ModuleType] = {}
+        self._private: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        #: The builtins of this app's private modules (see point 3 above).
+        self.builtins: dict[str, Any] = {**builtins.__dict__, "__import__": self.import_}
+        self.binding: _binding.Binding | None = None
+
+    # -- privacy ------------------------------------------------------------
+
+    def is_private(self, name: str) -> bool:
+        top = name.partition(".")[0]
+        private = self._private.get(top)
+        if private is None:
+            private = self._decide(top)
+        return private
+
+    def _decide(self, top: str) -> bool:
+        if top in self.isolate:
+            private = True
+        else:
+            own = [entry for entry in self._path() if entry not in self.shared_path]
+            private = bool(own) and importlib.machinery.PathFinder.find_spec(top, own) is not None
+        with self._lock:
+            self._private[top] = private
+        return private
+
+    def _path(self) -> list[str]:
+        b = _binding.current.get()
+        if b is not None and b.modules is self:
+            return b.path
+        return self.binding.path if self.binding is not None else []
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._private.clear()
+
+    # -- the mapping (sys.modules inside the app) ----------------------------
+
+    def lookup(self, name: str) -> ModuleType | None:
+        """This app's module *name*, private or shared, or ``None``."""
+        module = self.modules.get(name)
+        if module is not None or self.is_private(name):
+            return module
+        module = real_modules.get(name)
+        if type(module) is Alias:
+            return module.__dict__["__ctxserve_shared__"]  # type: ignore[no-any-return]
+        return module
+
+    def __getitem__(self, name: str) -> ModuleType:
+        module = self.lookup(name)
+        if module is None:
+            raise KeyError(name)
+        return module
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        module = self.lookup(name)
+        return default if module is None else module
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.lookup(name) is not None
+
+    def __setitem__(self, name: str, module: ModuleType) -> None:
+        if self.is_private(name):
+            if isinstance(module, ModuleType) and \
+                    module.__dict__.get("__builtins__") in (None, builtins, builtins.__dict__):
+                module.__dict__["__builtins__"] = self.builtins
+            self.modules[name] = module
+            present = real_modules.get(name)
+            if type(present) is not Alias:
+                real_modules[name] = Alias(name, present)
+        else:
+            present = real_modules.get(name)
+            if type(present) is Alias:
+                present.__dict__["__ctxserve_shared__"] = module
+            else:
+                real_modules[name] = module
+
+    def __delitem__(self, name: str) -> None:
+        if self.is_private(name):
+            del self.modules[name]
+            return
+        present = real_modules.get(name)
+        if type(present) is Alias:
+            if present.__dict__["__ctxserve_shared__"] is None:
+                raise KeyError(name)
+            present.__dict__["__ctxserve_shared__"] = None
+        else:
+            del real_modules[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name in list(real_modules) if self.lookup(name) is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, ModuleType]:
+        return {name: self[name] for name in self}
+
+    __eq__ = object.__eq__  # one namespace per app: identity, and hashable
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"<ctxserve namespace of app {self.app!r}: {len(self.modules)} private modules>"
+
+    # -- the import statement in private modules -------------------------------
+
+    def import_(self, name: str, globals: dict[str, Any] | None = None, locals: Any = None,
+                fromlist: Any = (), level: int = 0) -> ModuleType:
+        """``__import__`` for this app's private modules.
+
+        The common cases — ``import x``, ``import x.y``, ``from x import y``,
+        ``from . import y`` of modules the app already has — are dict
+        lookups, as in CPython's C fast path. Anything else runs the
+        standard import protocol (``importlib._bootstrap.__import__``) in
+        this app's context, where ``sys.modules`` is this namespace.
+        """
+        if level:
+            package = globals.get("__package__") if globals else None
+            absolute = _resolve(name, package, level) if package else None
+        else:
+            absolute = name
+        if absolute is not None:
+            module = self.lookup(absolute)
+            if module is not None and not _initializing(module):
+                if not fromlist:
+                    if level == 0 and "." in name:
+                        top = self.lookup(name.partition(".")[0])
+                        if top is not None:
+                            return top
+                    elif not name or "." not in name:
+                        return module
+                elif not hasattr(module, "__path__") or all(
+                        x != "*" and hasattr(module, x) for x in fromlist):
+                    return module
+        b = _binding.current.get()
+        if b is not None and b.modules is self:
+            return _bootstrap.__import__(name, globals, locals, fromlist, level)  # type: ignore[no-any-return]
+        if self.binding is None:
+            raise ImportError(f"app {self.app!r} is not loaded")
+        # A private module's code running outside its app (a finalizer, a
+        # callback from another app): import on behalf of the module's own app.
+        return _binding.context_for(self.binding).run(  # type: ignore[no-any-return]
+            _bootstrap.__import__, name, globals, locals, fromlist, level)
+
+
+def _resolve(name: str, package: str, level: int) -> str | None:
+    bits = package.rsplit(".", level - 1)
+    if len(bits) < level:
+        return None  # beyond the top-level package: let importlib raise
+    return f"{bits[0]}.{name}" if name else bits[0]
+
+
+def _initializing(module: ModuleType) -> bool:
+    """True while another thread is still executing the module's body."""
+    return getattr(getattr(module, "__spec__", None), "_initializing", False) is True
+
+
+class IsolateGuard:
+    """A meta-path finder that refuses C extensions inside ``isolate`` packages.
+
+    It never finds anything itself (it returns ``None`` so the usual finders
+    go on); it exists to fail early and clearly, before the extension's
+    initialisation runs, and to hear ``importlib.invalidate_caches()``.
+    """
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
+        b = _binding.current.get()
+        if b is None or b.modules is None or name.partition(".")[0] not in b.modules.isolate:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+            top = name.partition(".")[0]
+            raise ImportError(
+                f"apps.{b.name}.isolate: {name!r} is a C extension module ({spec.origin}); "
+                f"a C extension cannot be loaded as a private copy, so package {top!r} "
+                f"cannot be isolated — remove {top!r} from isolate to share it", name=name)
+        return None
+
+    @staticmethod
+    def invalidate_caches() -> None:
+        for namespace in list(_namespaces):
+            namespace.invalidate()
+
+
+_namespaces: weakref.WeakSet[Namespace] = weakref.WeakSet()
+_installed = False
+_lock = threading.Lock()
+
+
+def install() -> None:
+    """Put :class:`IsolateGuard` first on ``sys.meta_path`` (idempotent)."""
+    global _installed
+    with _lock:
+        if not _installed:
+            sys.meta_path.insert(0, IsolateGuard)  # type: ignore[arg-type]
+            _installed = True
+
+
+def new(app: str, isolate: tuple[str, ...], shared_path: tuple[str, ...]) -> Namespace:
+    install()
+    namespace = Namespace(app, isolate, shared_path)
+    _namespaces.add(namespace)
+    return namespace
