@@ -257,6 +257,14 @@ def _patch_gevent() -> None:
                 ctx.run(_reset_for_greenlet, binding)
                 self.gr_context = ctx
 
+        def run(self) -> None:
+            try:
+                base.run(self)
+            finally:  # as for a thread: emit what it left without a newline
+                if current.get() is not None:
+                    for hook in flush_hooks:
+                        hook()
+
     Greenlet.__module__, Greenlet.__qualname__ = base.__module__, base.__qualname__
     gevent.Greenlet = gevent.greenlet.Greenlet = gevent.pool.Greenlet = Greenlet
     gevent.spawn, gevent.spawn_later = Greenlet.spawn, Greenlet.spawn_later
