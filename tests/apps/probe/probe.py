@@ -64,6 +64,8 @@ def whoami(environ, start_response, query, tag):
 def echo(environ, start_response, query, tag):
     """Print one line, in two partial writes, naming the app and the tag."""
     sys.stdout.write(f"{_me()} {tag} ")
+    if "sleep" in query:  # let other requests run between the two halves
+        time.sleep(float(query["sleep"]))
     print(f"{_me()}-end", flush=query.get("flush") == "1")
     print(f"{_me()} {tag} err", file=sys.stderr)
     return _json(start_response, {"id": _me(), "tag": tag})
@@ -172,10 +174,29 @@ def file(environ, start_response, query, tag):
     return environ["wsgi.file_wrapper"](f)
 
 
+def env_keys(environ, start_response, query, tag):
+    return _json(start_response, {"keys": sorted(os.environ)})
+
+
+def greenlet(environ, start_response, query, tag):
+    """What a greenlet spawned by the app sees; it prints a line and a partial one."""
+    import gevent
+
+    seen = {}
+
+    def work():
+        print(f"{_me()} {tag} greenlet")
+        sys.stdout.write(f"{_me()} {tag} greenlet-partial")
+        seen.update(id=_me(), secret=os.environ.get("SECRET"), argv=sys.argv,
+                    prec=decimal.getcontext().prec)
+    gevent.spawn(work).join()
+    return _json(start_response, seen)
+
+
 ROUTES = {
     "/whoami": whoami, "/echo": echo, "/stream": stream, "/thread": thread,
     "/executor": executor, "/child": child, "/proc-environ": proc_environ,
     "/setenv": setenv, "/getenv": getenv, "/setprec": setprec,
     "/redirect": redirect, "/stdin": stdin, "/boom": boom,
-    "/pid": pid, "/file": file,
+    "/pid": pid, "/file": file, "/env-keys": env_keys, "/greenlet": greenlet,
 }
