@@ -16,6 +16,7 @@ import ast
 import decimal
 import importlib
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
@@ -63,6 +64,13 @@ class App:
         self.binding.modules.binding = self.binding
         self.context = _binding.context_for(self.binding)
         self.handle: WSGIApp = self._unavailable
+        self._decimal = self.binding.decimal
+        #: What the dispatcher calls: the app in its context, within its
+        #: ``max_concurrency`` when it has one (chosen once, not per request).
+        self.serve: WSGIApp = self._serve
+        if config.max_concurrency:
+            self._slots = threading.BoundedSemaphore(config.max_concurrency)
+            self.serve = self._serve_limited
 
     @property
     def status(self) -> str:
@@ -95,23 +103,54 @@ class App:
         # a partial output line, or a decimal context made by a
         # getcontext() at import time. Requests must not share either.
         self.context.run(_streams._partial.set, None)
-        if self.binding.decimal is None and any(
-                var.name == "decimal_context" for var in self.context):
-            self.binding.decimal = decimal.Context()
+        self._decimal = self.context[_binding.current].decimal
+        if self._decimal is None and any(var.name == "decimal_context" for var in self.context):
+            self._decimal = decimal.Context()
         self.handle = self._call
         return True
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return self.serve(environ, start_response)
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         ctx = self.context.copy()
         result = ctx.run(self.handle, environ, start_response)
         if type(result) is list or type(result) is tuple:
             return result
         return _binding.bind_response(result, ctx, environ, _streams.flush_partial_lines)
 
+    def _serve_limited(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """``_serve`` within ``max_concurrency``: wait ``queue_timeout`` for a slot, else 503.
+
+        The slot is held until the response is closed, not only during the
+        call: a streaming response is still in flight.
+        """
+        timeout = self.config.queue_timeout
+        if not self._slots.acquire(timeout > 0, timeout if timeout > 0 else None):
+            start_response("503 Service Unavailable",
+                           [*_TEXT, ("Retry-After", str(max(1, round(timeout))))])
+            return [f"Service Unavailable: app {self.name!r} is at its max_concurrency\n".encode()]
+        try:
+            ctx = self.context.copy()
+            result = ctx.run(self.handle, environ, start_response)
+        except BaseException:
+            self._slots.release()
+            raise
+        if type(result) is list or type(result) is tuple:
+            self._slots.release()
+            return result
+        return _binding.bind_response(result, ctx, environ, self._end_limited)
+
+    def _end_limited(self) -> None:
+        try:
+            _streams.flush_partial_lines()
+        finally:
+            self._slots.release()
+
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Runs inside the request's context copy."""
-        if self.binding.decimal is not None:
-            decimal.setcontext(self.binding.decimal.copy())
+        if self._decimal is not None:
+            decimal.setcontext(self._decimal.copy())
         try:
             result = self.wsgi(environ, start_response)  # type: ignore[misc]
         except Exception:

@@ -858,10 +858,13 @@ def _default_cell(setting: Setting) -> str:
 
 
 def reference_markdown() -> str:
-    """The markdown key reference: one table per section (key | default | meaning)."""
-    lines = ["# ctxserve.toml reference", ""]
+    """The markdown key reference: one table per section (key | default | meaning).
+
+    The README embeds it verbatim (``python -m ctxserve.config`` prints it).
+    """
+    lines = ["### Key reference", ""]
     for section in dict.fromkeys(s.section for s in SETTINGS):
-        lines += [f"## `[{section}]`", ""]
+        lines += [f"#### `[{section}]`", ""]
         if section == "apps.NAME.decimal":
             lines += ["Fields of `decimal.Context`; keys left out keep Python's default (shown).", ""]
         lines += ["| key | default | meaning |", "| --- | --- | --- |"]
@@ -870,3 +873,7 @@ def reference_markdown() -> str:
             lines.append(f"| `{setting.name}` | {_default_cell(setting)} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -107,7 +107,7 @@ class Dispatcher:
         if script:
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + script
         environ["ctxserve.app"] = app.name
-        return app(environ, start_response)
+        return app.serve(environ, start_response)
 
 
 def _host(environ: dict[str, Any]) -> str:

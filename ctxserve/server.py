@@ -50,7 +50,9 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "bind": list(server.bind),
         "workers": server.workers,
-        "threads": server.threads,
+        # gunicorn turns "sync" with threads > 1 into gthread; a user who
+        # asks for sync means one request at a time per worker.
+        "threads": 1 if server.worker_class == "sync" else server.threads,
         "worker_class": server.worker_class,
         "timeout": server.timeout,
     }
