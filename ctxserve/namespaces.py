@@ -33,7 +33,14 @@ Why it is built this way — CPython constrains every piece:
    first. Shared modules keep the real builtins and CPython's C fast path:
    nothing outside the apps gets slower.
 
-4. **A C extension cannot be loaded twice** (single-phase init modules share
+4. **Loggers are kept by module name** in one process-wide registry, so
+   ``logging.getLogger(__name__)`` in two apps' ``config`` modules would be
+   one logger, and a handler one app adds would receive the other's
+   records. Inside an app, a logger named after one of its private modules
+   comes from the app's own ``logging.Manager`` (under the shared root, so
+   records still propagate to the server's handlers).
+
+5. **A C extension cannot be loaded twice** (single-phase init modules share
    one state), so a package with C extensions in ``isolate`` is refused with
    an :class:`ImportError` when the app loads (:class:`IsolateGuard`).
 """
@@ -41,8 +48,10 @@ Why it is built this way — CPython constrains every piece:
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib
 import importlib.machinery
+import logging
 import sys
 import threading
 import weakref
@@ -110,6 +119,15 @@ class Namespace(MutableMapping[str, ModuleType]):
         #: The builtins of this app's private modules (see point 3 above).
         self.builtins: dict[str, Any] = {**builtins.__dict__, "__import__": self.import_}
         self.binding: _binding.Binding | None = None
+        self._loggers: logging.Manager | None = None
+
+    def logger(self, name: str) -> logging.Logger:
+        """This app's own logger for a private module name (see point 4)."""
+        if self._loggers is None:
+            with self._lock:
+                if self._loggers is None:
+                    self._loggers = logging.Manager(logging.root)
+        return self._loggers.getLogger(name)
 
     # -- privacy ------------------------------------------------------------
 
@@ -295,12 +313,27 @@ _lock = threading.Lock()
 
 
 def install() -> None:
-    """Put :class:`IsolateGuard` first on ``sys.meta_path`` (idempotent)."""
+    """Put :class:`IsolateGuard` first on ``sys.meta_path`` and give apps
+    their own loggers for private module names (idempotent)."""
     global _installed
     with _lock:
         if not _installed:
             sys.meta_path.insert(0, IsolateGuard)  # type: ignore[arg-type]
+            _patch_get_logger()
             _installed = True
+
+
+def _patch_get_logger() -> None:
+    original = logging.getLogger
+
+    @functools.wraps(original)
+    def getLogger(name: str | None = None) -> logging.Logger:
+        b = _binding.current.get()
+        if name and b is not None and b.modules is not None and b.modules.is_private(name):
+            return b.modules.logger(name)
+        return original(name)
+
+    logging.getLogger = getLogger
 
 
 def new(app: str, isolate: tuple[str, ...], shared_path: tuple[str, ...]) -> Namespace:
