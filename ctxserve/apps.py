@@ -63,8 +63,9 @@ class App:
         )
         self.binding.modules.binding = self.binding
         self.context = _binding.context_for(self.binding)
-        self.handle: WSGIApp = self._unavailable
-        self._decimal = self.binding.decimal
+        #: What runs inside the request's context: the app, or the 503
+        #: answer while it is not loaded (see :meth:`load`).
+        self.target: WSGIApp = self._unavailable
         #: What the dispatcher calls: the app in its context, within its
         #: ``max_concurrency`` when it has one (chosen once, not per request).
         self.serve: WSGIApp = self._serve
@@ -73,15 +74,15 @@ class App:
             self.serve = self._serve_limited
 
     @property
+    def loaded(self) -> bool:
+        return self.error is None and self.target is not self._unavailable
+
+    @property
     def status(self) -> str:
         """``"loaded"``, ``"failed: <why>"``, or ``"not loaded"``."""
         if self.error is not None:
             return f"failed: {self.error}"
-        return "loaded" if self.handle == self._call else "not loaded"
-
-    @property
-    def loaded(self) -> bool:
-        return self.error is None and self.handle == self._call
+        return "loaded" if self.loaded else "not loaded"
 
     def load(self) -> bool:
         """Import the app inside its own context; on failure, answer 503.
@@ -96,26 +97,37 @@ class App:
             self.context.run(traceback.print_exc)
             self.context.run(_streams.flush_partial_lines)
             self.error = f"{type(exc).__name__}: {exc}"
-            self.handle = self._unavailable
+            self.target = self._unavailable
             return False
         self.error = None
         # The load may have left request-scoped state in the base context:
         # a partial output line, or a decimal context made by a
         # getcontext() at import time. Requests must not share either.
         self.context.run(_streams._partial.set, None)
-        self._decimal = self.context[_binding.current].decimal
-        if self._decimal is None and any(var.name == "decimal_context" for var in self.context):
-            self._decimal = decimal.Context()
-        self.handle = self._call
+        template = self.context[_binding.current].decimal
+        if template is None and any(var.name == "decimal_context" for var in self.context):
+            template = decimal.Context()
+        self.target = self.wsgi if template is None else _with_decimal(self.wsgi, template)
         return True
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         return self.serve(environ, start_response)
 
     def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The per-request path: the app's call in a copy of its base context.
+
+        No Python frame of ctxserve's runs inside the context on the way in:
+        errors are turned into a 500 here, and the partial output lines a
+        list-body request left are looked up in the context from outside.
+        """
         ctx = self.context.copy()
-        result = ctx.run(self.handle, environ, start_response)
+        try:
+            result = ctx.run(self.target, environ, start_response)
+        except Exception:
+            return ctx.run(_internal_error, start_response)
         if type(result) is list or type(result) is tuple:
+            if ctx.get(_streams._partial):
+                ctx.run(_streams.flush_partial_lines)
             return result
         return _binding.bind_response(result, ctx, environ, _streams.flush_partial_lines)
 
@@ -130,15 +142,14 @@ class App:
             start_response("503 Service Unavailable",
                            [*_TEXT, ("Retry-After", str(max(1, round(timeout))))])
             return [f"Service Unavailable: app {self.name!r} is at its max_concurrency\n".encode()]
+        ctx = self.context.copy()
         try:
-            ctx = self.context.copy()
-            result = ctx.run(self.handle, environ, start_response)
+            result = ctx.run(self.target, environ, start_response)
+        except Exception:
+            result = ctx.run(_internal_error, start_response)
         except BaseException:
             self._slots.release()
             raise
-        if type(result) is list or type(result) is tuple:
-            self._slots.release()
-            return result
         return _binding.bind_response(result, ctx, environ, self._end_limited)
 
     def _end_limited(self) -> None:
@@ -147,26 +158,31 @@ class App:
         finally:
             self._slots.release()
 
-    def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """Runs inside the request's context copy."""
-        if self._decimal is not None:
-            decimal.setcontext(self._decimal.copy())
-        try:
-            result = self.wsgi(environ, start_response)  # type: ignore[misc]
-        except Exception:
-            traceback.print_exc()  # the app's own stderr
-            start_response("500 Internal Server Error", _TEXT, sys.exc_info())
-            result = _INTERNAL_ERROR
-        if type(result) is list or type(result) is tuple:
-            _streams.flush_partial_lines()
-        return result
-
     def _unavailable(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The answer of an app that is not loaded: 503, the other apps unaffected."""
         start_response("503 Service Unavailable", [*_TEXT, ("Retry-After", "30")])
         return [f"Service Unavailable: app {self.name!r} failed to load\n".encode()]
 
     def __repr__(self) -> str:
         return f"<App {self.name!r} {self.status}>"
+
+
+def _internal_error(start_response: StartResponse) -> Iterable[bytes]:
+    """Runs in the failed request's context: the traceback goes to the app's stderr."""
+    traceback.print_exc()
+    _streams.flush_partial_lines()
+    start_response("500 Internal Server Error", _TEXT, sys.exc_info())
+    return _INTERNAL_ERROR
+
+
+def _with_decimal(app: WSGIApp, template: decimal.Context) -> WSGIApp:
+    """*app*, starting every request with a fresh copy of *template*."""
+
+    def call(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        decimal.setcontext(template.copy())
+        return app(environ, start_response)
+
+    return call
 
 
 def load_callable(spec: str) -> WSGIApp:

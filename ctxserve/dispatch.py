@@ -33,29 +33,51 @@ _TEXT = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(l
 
 
 class _Mounts:
-    """The mounts of one host table: ``first segment -> [(mount, app), ...]``."""
+    """The mounts of one host table, keyed by the mount's first path segment.
 
-    __slots__ = ("by_segment", "root")
+    A mount of one segment (``/blog``) needs no prefix test: a request
+    whose first segment is ``blog`` is on the boundary by construction.
+    Deeper mounts (``/blog/admin``) are tried first, longest first.
+    """
+
+    __slots__ = ("first", "root")
 
     def __init__(self) -> None:
-        self.by_segment: dict[str, list[tuple[str, str, App]]] = {}
+        #: segment -> (its one-segment mount or None, its app or None,
+        #: deeper mounts under it as (mount, mount + "/", app), longest first)
+        self.first: dict[str, tuple[str | None, App | None, tuple[tuple[str, str, App], ...]]] = {}
         self.root: App | None = None
 
     def add(self, mount: str, app: App) -> None:
         if mount == "/":
             self.root = app
             return
-        entries = self.by_segment.setdefault(mount[1:].partition("/")[0], [])
-        entries.append((mount, mount + "/", app))
-        entries.sort(key=lambda entry: len(entry[0]), reverse=True)  # longest first
+        segment, _, rest = mount[1:].partition("/")
+        one, one_app, deeper = self.first.get(segment, (None, None, ()))
+        if rest:
+            deeper = tuple(sorted([*deeper, (mount, mount + "/", app)],
+                                  key=lambda entry: len(entry[0]), reverse=True))
+        else:
+            one, one_app = mount, app
+        self.first[segment] = (one, one_app, deeper)
 
-    def match(self, path: str) -> tuple[App, str, str] | None:
-        for mount, prefix, app in self.by_segment.get(path[1:].partition("/")[0], ()):
-            if path == mount or path.startswith(prefix):
-                return app, mount, path[len(mount):]
-        if self.root is not None:
-            return self.root, "", path
-        return None
+    def route(self, environ: dict[str, Any]) -> App | None:
+        """The app for the request, with ``SCRIPT_NAME``/``PATH_INFO`` shifted."""
+        path = environ.get("PATH_INFO", "")
+        end = path.find("/", 1)
+        entry = self.first.get(path[1:end] if end > 0 else path[1:])
+        if entry is not None:
+            mount, app, deeper = entry
+            for mount_, prefix, app_ in deeper:
+                if path == mount_ or path.startswith(prefix):
+                    environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount_
+                    environ["PATH_INFO"] = path[len(mount_):]
+                    return app_
+            if app is not None:
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount  # type: ignore[operator]
+                environ["PATH_INFO"] = path[end:] if end > 0 else ""
+                return app
+        return self.root
 
 
 class Dispatcher:
@@ -83,29 +105,25 @@ class Dispatcher:
                     table = self._exact.setdefault(host, _Mounts())
                 table.add(app.config.mount, app)
         self._wildcard.sort(key=lambda entry: len(entry[0]), reverse=True)
-        self._by_host = bool(self._exact or self._wildcard)
+        #: The app for a request (``SCRIPT_NAME``/``PATH_INFO`` shifted) or
+        #: ``None``; without virtual hosts the host-less table answers directly.
+        self.route = self._route_by_host if self._exact or self._wildcard else self._anyhost.route
 
-    def route(self, environ: dict[str, Any]) -> tuple[App, str, str] | None:
-        """``(app, script_name_part, path_info)`` for a request, or ``None``."""
-        path = environ.get("PATH_INFO", "")
-        if self._by_host:
-            host = _host(environ)
-            table = self._exact.get(host)
-            if table is not None and (match := table.match(path)):
-                return match
-            for suffix, table in self._wildcard:
-                if host.endswith(suffix) and (match := table.match(path)):
-                    return match
-        return self._anyhost.match(path)
+    def _route_by_host(self, environ: dict[str, Any]) -> App | None:
+        host = _host(environ)
+        table = self._exact.get(host)
+        if table is not None and (app := table.route(environ)):
+            return app
+        for suffix, table in self._wildcard:
+            if host.endswith(suffix) and (app := table.route(environ)):
+                return app
+        return self._anyhost.route(environ)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        match = self.route(environ)
-        if match is None:
+        app = self.route(environ)
+        if app is None:
             start_response("404 Not Found", _TEXT)
             return _NOT_FOUND
-        app, script, environ["PATH_INFO"] = match
-        if script:
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + script
         environ["ctxserve.app"] = app.name
         return app.serve(environ, start_response)
 
