@@ -93,7 +93,14 @@ class Alias(ModuleType):
         return module
 
     def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._ctxserve_target(), attribute)
+        try:
+            module = self._ctxserve_target()
+        except ModuleNotFoundError as exc:
+            # An AttributeError, so that getattr(m, name, default) and hasattr()
+            # work for code that scans sys.modules outside apps (gunicorn's
+            # reloader, hypothesis, inspect).
+            raise AttributeError(f"{exc}; no attribute {attribute!r}", name=attribute, obj=self) from exc
+        return getattr(module, attribute)
 
     def __dir__(self) -> list[str]:
         return dir(self._ctxserve_target())
