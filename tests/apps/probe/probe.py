@@ -151,9 +151,11 @@ def boom(environ, start_response, query, tag):
 
 
 def pid(environ, start_response, query, tag):
-    """Which worker process and thread answered (after an optional sleep)."""
+    """Which worker process and thread answered (after an optional sleep), and how it runs apps."""
     time.sleep(float(query.get("sleep", "0")))
-    return _json(start_response, {"id": _me(), "pid": os.getpid(), "thread": threading.get_ident()})
+    return _json(start_response, {"id": _me(), "pid": os.getpid(), "thread": threading.get_ident(),
+                                  "multithread": environ["wsgi.multithread"],
+                                  "multiprocess": environ["wsgi.multiprocess"]})
 
 
 class _NoisyFile(io.FileIO):
