@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import wsgiref.util
 import wsgiref.validate
 from collections.abc import Callable, Iterable
@@ -297,13 +298,22 @@ def test_file_wrapper_close_runs_in_the_app_context(probe, tmp_path):
     assert stdout.read_text() == "p f1 file closed\n"
 
 
+def plain_gunicorn(config: Path) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", f'ctxserve:from_config("{config}")', "-b", "127.0.0.1:0"]
+
+
+# ``ctxserve serve`` runs its own workers; a plain gunicorn runs gunicorn's.
+ENTRY_POINTS = pytest.mark.parametrize("entry", ["ctxserve-serve", "plain-gunicorn"])
+
+
 @pytest.mark.server
-def test_file_wrapper_response_is_served_by_gunicorn_and_closed(make_config, serve, tmp_path):
+@ENTRY_POINTS
+def test_file_wrapper_response_is_served_by_gunicorn_and_closed(make_config, serve, tmp_path, entry):
     served = tmp_path / "served.bin"
     served.write_bytes(os.urandom(300_000))
     config = make_config({"files": probe_app("files", "/files", environ={"PROBE_FILE": str(served)}),
                           "other": probe_app("other", "/other")})
-    server = serve(config)
+    server = serve(config, command=plain_gunicorn(config) if entry == "plain-gunicorn" else None)
     for i in range(3):
         response = server.get(f"/files/file?tag=t{i}")
         assert response.status_code == 200
@@ -312,3 +322,15 @@ def test_file_wrapper_response_is_served_by_gunicorn_and_closed(make_config, ser
     assert wait_for(lambda: server.stdout().count(" file closed") >= 3)
     lines = [line for line in server.stdout().splitlines() if "file closed" in line]
     assert lines == [f"[files] files t{i} file closed" for i in range(3)]
+
+
+@pytest.mark.server
+@ENTRY_POINTS
+def test_generator_response_prints_to_the_app_output_under_gunicorn(make_config, serve, entry):
+    config = make_config({"gen": probe_app("gen", "/gen")})
+    server = serve(config, command=plain_gunicorn(config) if entry == "plain-gunicorn" else None)
+    assert server.get("/gen/stream?tag=g1").text == "gen 0\ngen 1\ngen 2\n"
+    assert wait_for(lambda: "[gen] gen g1 close" in server.stdout())
+    lines = [line for line in server.stdout().splitlines() if " g1 " in line]
+    assert lines == ["[gen] gen g1 chunk0", "[gen] gen g1 chunk1", "[gen] gen g1 chunk2",
+                     "[gen] gen g1 close"]
