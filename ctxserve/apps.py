@@ -33,6 +33,7 @@ __all__ = ["App", "WSGIApp", "load_callable"]
 StartResponse: TypeAlias = Callable[..., Any]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
+_OWN_VARS = frozenset({_binding.current, _streams._partial})
 _INTERNAL_ERROR = [b"Internal Server Error: the application raised an exception\n"]
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
@@ -69,6 +70,7 @@ class App:
         #: What the dispatcher calls: the app in its context, within its
         #: ``max_concurrency`` when it has one (chosen once, not per request).
         self.serve: WSGIApp = self._serve
+        self._scopable = False
         if config.max_concurrency:
             self._slots = threading.BoundedSemaphore(config.max_concurrency)
             self.serve = self._serve_limited
@@ -108,6 +110,12 @@ class App:
         if template is None and any(var.name == "decimal_context" for var in self.context):
             template = decimal.Context()
         self.target = self.wsgi if template is None else _with_decimal(self.wsgi, template)
+        # In a request scope (workers.py) the binding is set in the
+        # request's own context instead of copying the base context: that is
+        # the same thing as long as the base context holds nothing else.
+        self._binding = self.context[_binding.current]
+        self._scopable = all(var in _OWN_VARS or var.name == "decimal_context"
+                             for var in self.context)
         return True
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -116,10 +124,18 @@ class App:
     def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """The per-request path: the app's call in a copy of its base context.
 
-        No Python frame of ctxserve's runs inside the context on the way in:
-        errors are turned into a 500 here, and the partial output lines a
-        list-body request left are looked up in the context from outside.
+        Under ctxserve's own workers the request already has a context of its
+        own until ``close()``: the binding is set in it and the response goes
+        back as it is. Elsewhere the call runs in ``ctx.run`` with no frame
+        of ctxserve's inside: errors become a 500 from here, and the partial
+        output lines of a list-body request are looked up from outside.
         """
+        if _binding.request_scope.get() and self._scopable:
+            _binding.current.set(self._binding)
+            try:
+                return self.target(environ, start_response)
+            except Exception:
+                return _internal_error(start_response)
         ctx = self.context.copy()
         try:
             result = ctx.run(self.target, environ, start_response)

@@ -77,6 +77,12 @@ current: contextvars.ContextVar[Binding | None] = contextvars.ContextVar(
     "ctxserve.binding", default=None)
 
 
+#: True inside a request that ctxserve's own worker runs in a context of its
+#: own from the request line to ``close()`` (see ``workers.py``).
+request_scope: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "ctxserve.request_scope", default=False)
+
+
 def context_for(binding: Binding) -> contextvars.Context:
     """A new context in which *binding* is current (an app's base context)."""
     ctx = contextvars.Context()

@@ -10,18 +10,23 @@ restarts are used as they are. The same settings are available to a plain
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from gunicorn.app.base import BaseApplication
 
 from . import apps as _apps
 from . import streams as _streams
+from . import config as _config
 from .config import Config, ConfigError
 from .dispatch import Dispatcher
+from .workers import WORKERS
 
-__all__ = ["Server", "build", "gunicorn_settings", "print_table"]
+__all__ = ["Server", "application", "build", "gunicorn_hooks", "gunicorn_settings", "print_table"]
 
 #: gunicorn's default access-log format, plus the routed app's name.
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" app=%({ctxserve.app}e)s'
@@ -44,11 +49,29 @@ def build(config: Config, *, strict: bool | None = None) -> Dispatcher:
     return Dispatcher(loaded)
 
 
+def application(config: Config, *, strict: bool | None = None) -> Any:
+    """The WSGI app that serves *config*: the :class:`Dispatcher` itself when
+    ``[server] admin`` is off, else an :class:`ctxserve.admin.Front` that
+    sends the admin listener's requests to the admin routes and meters each
+    app (the choice is made here, once, not per request).
+    """
+    if not config.server.admin:
+        return build(config, strict=strict)
+    # Imported before any app is: prometheus-client reads
+    # PROMETHEUS_MULTIPROC_DIR from the real process environment.
+    from .admin import Front
+    from .metrics import Metrics
+
+    dispatcher = build(config, strict=strict)
+    return Front(dispatcher, config.server.admin, Metrics(dispatcher.apps))
+
+
 def gunicorn_settings(config: Config) -> dict[str, Any]:
     """The gunicorn settings that ``[server]`` stands for, by gunicorn name."""
     server = config.server
     settings: dict[str, Any] = {
-        "bind": list(server.bind),
+        # The admin listener is one more bind, always the last one.
+        "bind": [*server.bind, server.admin] if server.admin else list(server.bind),
         "workers": server.workers,
         # gunicorn turns "sync" with threads > 1 into gthread; a user who
         # asks for sync means one request at a time per worker.
@@ -74,21 +97,122 @@ def print_table(apps: Sequence[_apps.App], file: TextIO | None = None) -> None:
     out.flush()
 
 
+#: Hook names :func:`gunicorn_hooks` may return.
+HOOKS = ("post_worker_init", "worker_exit", "child_exit", "on_exit")
+
+#: PROMETHEUS_MULTIPROC_DIR directories made by this (master) process, removed at exit.
+_made_dirs: list[str] = []
+
+
+def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
+                   bound_last: bool = False) -> dict[str, Callable[..., None]]:
+    """gunicorn server hooks for *config*; each calls the same hook of *chain* after its own work.
+
+    * ``post_worker_init``: print the app table (first worker); with the
+      admin listener, learn its real address from the worker's listening
+      sockets and start the metrics fold;
+    * ``worker_exit`` (in the worker): fold the last counts;
+    * ``child_exit`` (in the master): forget the dead worker's live gauges;
+    * ``on_exit``: remove the metrics directory if it was made here.
+
+    With the admin listener on, ``PROMETHEUS_MULTIPROC_DIR`` is set here to a
+    fresh temporary directory unless it is already set. *bound_last*: the
+    admin address was appended to the binds (``ctxserve serve``).
+    """
+    chain = chain or {}
+    hooks: dict[str, Callable[..., None]] = {}
+    admin = bool(config.server.admin)
+    if admin and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ctxserve-metrics-")
+        _made_dirs.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    elif admin:
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+    def then(name: str) -> Callable[..., None]:
+        hook = chain.get(name)
+        return hook if callable(hook) else (lambda *args: None)
+
+    user_post_worker_init = then("post_worker_init")
+
+    def post_worker_init(worker: Any) -> None:
+        apps = getattr(worker.wsgi, "apps", None)
+        if worker.age == 1 and apps is not None:
+            print_table(apps)
+        front = worker.wsgi
+        if admin and hasattr(front, "learn"):
+            if not front.learn(worker, last=bound_last):
+                worker.log.warning("ctxserve: the admin address %s is not among the listeners; "
+                                   "bind it too (gunicorn -b %s)", front.address, front.address)
+            front.metrics.start()
+        user_post_worker_init(worker)
+
+    hooks["post_worker_init"] = post_worker_init
+    if admin:
+        user_worker_exit, user_child_exit, user_on_exit = then("worker_exit"), then("child_exit"), then("on_exit")
+
+        def worker_exit(arbiter: Any, worker: Any) -> None:
+            metrics = getattr(getattr(worker, "wsgi", None), "metrics", None)
+            if metrics is not None:
+                metrics.stop()
+            user_worker_exit(arbiter, worker)
+
+        def child_exit(arbiter: Any, worker: Any) -> None:
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(worker.pid)
+            user_child_exit(arbiter, worker)
+
+        def on_exit(arbiter: Any) -> None:
+            while _made_dirs:
+                shutil.rmtree(_made_dirs.pop(), ignore_errors=True)
+            user_on_exit(arbiter)
+
+        hooks.update(worker_exit=worker_exit, child_exit=child_exit, on_exit=on_exit)
+    return hooks
+
+
 class Server(BaseApplication):  # type: ignore[misc]
     """gunicorn serving the apps of one config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, overrides: Mapping[str, Any] | None = None) -> None:
         self.config = config
+        #: Command-line options, applied again when SIGHUP re-reads the file.
+        self.overrides = dict(overrides or {})
+        self._started = False
         super().__init__()
 
+    def _reread_config(self) -> None:
+        """On SIGHUP (gunicorn's reload): read the config file again.
+
+        A file that fails validation is refused and logged; the server goes
+        on with the config it had (gunicorn would exit on an error here).
+        """
+        if not self._started:
+            self._started = True
+            return
+        try:
+            config = _config.load(self.config.path)
+            self.config = _config.override_server(config, **self.overrides)
+        except ConfigError as exc:
+            logging.getLogger("gunicorn.error").error(
+                "ctxserve: config not reloaded, still serving the previous one: %s", exc)
+        else:
+            logging.getLogger("gunicorn.error").info("ctxserve: reloaded %s", self.config.path)
+
     def load_config(self) -> None:
+        self._reread_config()
         for name, value in gunicorn_settings(self.config).items():
             self.cfg.set(name, value)
-        self.cfg.set("post_worker_init", _announce(self.cfg.post_worker_init))
+        # The same workers, each request in one context (see workers.py).
+        self.cfg.set("worker_class", WORKERS[self.config.server.worker_class])
+        chain = {name: getattr(self.cfg, name) for name in HOOKS}
+        for name, hook in gunicorn_hooks(self.config, chain, bound_last=True).items():
+            self.cfg.set(name, hook)
 
-    def load(self) -> Dispatcher:
+    def load(self) -> Any:
         _log_app_records()
-        return build(self.config)
+        return application(self.config)
 
 
 def _log_app_records() -> None:
@@ -106,14 +230,3 @@ def _log_app_records() -> None:
         "%Y-%m-%d %H:%M:%S %z"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-
-
-def _announce(user_hook: Callable[[Any], None]) -> Callable[[Any], None]:
-    """Print the app table once, when the first worker has loaded the apps."""
-
-    def post_worker_init(worker: Any) -> None:
-        if worker.age == 1 and isinstance(worker.wsgi, Dispatcher):
-            print_table(worker.wsgi.apps)
-        user_hook(worker)
-
-    return post_worker_init

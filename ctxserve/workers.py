@@ -1,0 +1,69 @@
+"""gunicorn workers that run each request in one context, from request line to ``close()``.
+
+Under a foreign server ctxserve must re-enter the app's context for every
+``next()`` of a streaming response and for its ``close()`` (a wrapper;
+see ``binding.bind_response``). Its own workers do better: each request —
+the app's call, the iteration of its response, ``close()`` and the access
+log line — runs in a fresh context of its own, so the dispatcher only sets
+the app's binding in it (``ContextVar.set``, O(1)) and returns the
+response as it is. ``ctxserve serve`` uses these in place of gunicorn's
+``sync``, ``gthread`` and ``gevent`` workers; they are otherwise gunicorn's
+own.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
+from gunicorn.workers.sync import SyncWorker as _SyncWorker
+
+from . import binding as _binding
+from . import streams as _streams
+
+__all__ = ["SyncWorker", "ThreadWorker", "GeventWorker", "WORKERS"]
+
+#: A context in which ``request_scope`` is set; each request runs in a copy.
+_SCOPE = contextvars.Context()
+_SCOPE.run(_binding.request_scope.set, True)
+
+
+class RequestScope:
+    """Mixin for a gunicorn worker: each ``handle_request`` in a fresh context."""
+
+    def handle_request(self, *args: Any) -> Any:
+        return _SCOPE.copy().run(self._handle_in_scope, *args)
+
+    def _handle_in_scope(self, *args: Any) -> Any:
+        try:
+            return super().handle_request(*args)  # type: ignore[misc]
+        finally:
+            _streams.flush_partial_lines()
+
+
+class SyncWorker(RequestScope, _SyncWorker):
+    pass
+
+
+class ThreadWorker(RequestScope, _ThreadWorker):
+    pass
+
+
+#: ``[server] worker_class`` -> the worker ``ctxserve serve`` runs.
+WORKERS = {
+    "sync": "ctxserve.workers.SyncWorker",
+    "gthread": "ctxserve.workers.ThreadWorker",
+    "gevent": "ctxserve.workers.GeventWorker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``GeventWorker`` is made on first use: importing it imports gevent."""
+    if name == "GeventWorker":
+        from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
+
+        worker = type("GeventWorker", (RequestScope, _GeventWorker), {"__module__": __name__})
+        globals()["GeventWorker"] = worker
+        return worker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
