@@ -17,5 +17,5 @@ def application(request):
         *(f"  {k}={v}" for k, v in shown.items()),
         f"LEDGER_CURRENCY visible: {'LEDGER_CURRENCY' in os.environ}",
     ]
-    print(f"{request.method} {request.path}", file=sys.stderr)
+    print(f"{request.method} {request.path}")
     return Response("\n".join(lines) + "\n", mimetype="text/plain")
