@@ -1,0 +1,21 @@
+"""App alpha's `config`: a module name the other fixture app (beta) has too."""
+import logging
+
+OWNER = "alpha"
+RELOADS = globals().get("RELOADS", -1) + 1  # how many times importlib.reload ran this body
+
+log = logging.getLogger(__name__)
+
+
+class Thing:
+    """An app-defined class, for pickle and deepcopy."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def owner(self):
+        return OWNER
+
+
+def log_something(message):
+    log.warning(message)

@@ -1,0 +1,2 @@
+"""App alpha's `lazy`: imported only inside a request handler."""
+OWNER = "alpha"

@@ -1,0 +1,2 @@
+"""App alpha's `pkg.sub.leaf`."""
+OWNER = "alpha"

@@ -1,0 +1,4 @@
+"""App alpha's `utils` package."""
+from . import text
+
+OWNER = "alpha"

@@ -1,0 +1,2 @@
+"""App beta's `lazy`: imported only inside a request handler."""
+OWNER = "beta"

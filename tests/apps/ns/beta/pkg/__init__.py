@@ -1,0 +1,2 @@
+"""App beta's `pkg` package."""
+OWNER = "beta"

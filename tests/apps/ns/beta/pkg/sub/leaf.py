@@ -1,0 +1,2 @@
+"""App beta's `pkg.sub.leaf`."""
+OWNER = "beta"

@@ -1,0 +1,4 @@
+"""App beta's `utils` package."""
+from . import text
+
+OWNER = "beta"

@@ -1,0 +1,4 @@
+"""App beta's `utils.text`."""
+from config import OWNER as CONFIG_OWNER
+
+OWNER = "beta"

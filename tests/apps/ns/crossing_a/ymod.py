@@ -1,0 +1,2 @@
+"""App crossing_a's `ymod`: imports nothing."""
+OWNER = "crossing_a"

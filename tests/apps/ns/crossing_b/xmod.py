@@ -1,0 +1,2 @@
+"""App crossing_b's `xmod`: imports nothing."""
+OWNER = "crossing_b"

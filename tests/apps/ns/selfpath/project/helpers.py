@@ -1,0 +1,2 @@
+"""Beside wsgi.py: importable only through the entry wsgi.py inserts."""
+OWNER = "selfpath"

@@ -1,0 +1,2 @@
+"""The module-level singleton."""
+ITEMS = []

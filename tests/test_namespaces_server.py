@@ -1,0 +1,105 @@
+"""Private module namespaces under a real gunicorn: concurrent load, preloading.
+
+The fixture apps are those of ``test_namespaces.py`` (tests/apps/ns/):
+``alpha`` and ``beta`` with modules of the same names whose ``OWNER``
+names their app, and two Flask apps whose modules are all called ``app``,
+``views`` and ``config``. Every response of the load is checked. The
+first requests race to import ``lazy`` (imported in the request handler)
+in both apps at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import pytest
+import requests
+
+from conftest import TEST_APPS, hammer
+
+NS = TEST_APPS / "ns"
+BOTH = ("alpha", "beta")
+
+needs_gevent = pytest.mark.skipif(importlib.util.find_spec("gevent") is None,
+                                  reason="gevent is not installed")
+WORKER_CLASSES = [
+    pytest.param(("--worker-class", "gthread", "--threads", "8"), id="gthread"),
+    pytest.param(("--worker-class", "gevent"), id="gevent", marks=needs_gevent),
+]
+
+
+def fixture_app(directory: str, name: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The table of a fixture app in tests/apps/ns/<directory>, mounted at /<name>."""
+    return {"app": "app:application", "mount": f"/{name or directory}",
+            "path": [str(NS / directory)], **extra}
+
+
+def owners(name: str) -> dict[str, str]:
+    """What app alpha or beta answers: every module of it is its own."""
+    return {"config": name, "settings": name, "models": name, "utils": name, "utils.text": name,
+            "utils.text->config": name, "pkg": name, "pkg.sub": name, "pkg.sub.mod": name,
+            "pkg.sub.mod->..other": f"the thing of {name}", "lazy": name}
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("worker_flags", WORKER_CLASSES)
+def test_apps_with_colliding_module_names_each_answer_with_their_own_under_load(
+        make_config, serve, worker_flags):
+    config = make_config({name: fixture_app(name) for name in BOTH})
+    server = serve(config, *worker_flags)
+
+    def request(session: requests.Session, t: int, i: int) -> None:
+        name = BOTH[(t + i) % 2]
+        response = session.get(f"{server.url}/{name}/", timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()["owners"] == owners(name)
+
+    assert hammer(request, threads=8, per_thread=200, timeout=60) == 1600
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("worker_flags", WORKER_CLASSES)
+def test_two_flask_apps_with_the_same_module_names_each_answer_with_their_own_under_load(
+        make_config, serve, worker_flags):
+    config = make_config({name: fixture_app(f"flask_{name}", name, app="app:app")
+                          for name in ("one", "two")})
+    server = serve(config, *worker_flags)
+
+    def request(session: requests.Session, t: int, i: int) -> None:
+        name = ("one", "two")[(t + i) % 2]
+        response = session.get(f"{server.url}/{name}/", timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"app": name, "greeting": f"hello from {name}",
+                                   "page": f"page of {name}",
+                                   "views_file": str(NS / f"flask_{name}" / "views.py")}
+
+    assert hammer(request, threads=8, per_thread=200, timeout=60) == 1600
+
+
+@pytest.mark.server
+def test_apps_preloaded_in_the_master_keep_their_namespaces_in_two_workers(make_config, serve):
+    config = make_config({name: fixture_app(name) for name in BOTH},
+                         server={"workers": 2, "threads": 8, "gunicorn": {"preload_app": True}})
+    server = serve(config)
+    master = server.proc.pid
+    answered: dict[int, int] = {}
+
+    def check(response: requests.Response, name: str) -> None:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["owners"] == owners(name)
+        assert body["loaded_by_pid"] == master  # imported once, in the master
+        assert body["pid"] != master  # served by a forked worker
+        answered[body["pid"]] = answered.get(body["pid"], 0) + 1
+
+    def request(session: requests.Session, t: int, i: int) -> None:
+        name = BOTH[(t + i) % 2]
+        check(session.get(f"{server.url}/{name}/", timeout=30), name)
+
+    assert hammer(request, threads=8, per_thread=200, timeout=60) == 1600
+    for attempt in range(200):  # a new connection each time, until both workers answered
+        if len(answered) == 2:
+            break
+        check(requests.get(f"{server.url}/{BOTH[attempt % 2]}/", timeout=30), BOTH[attempt % 2])
+    assert len(answered) == 2, answered
