@@ -47,18 +47,10 @@ class _SysAttribute:
     def __get__(self, module: Any, owner: Any = None) -> Any:
         if module is None:
             return self
-        if module is not sys:  # another module: see _Sys
-            try:
-                return module.__dict__[self.name]
-            except KeyError:
-                raise AttributeError(self.name) from None  # module __getattr__ still runs
         b = _binding.current.get()
         return _streams.plain[self.name] if b is None else getattr(b, self.name)
 
     def __set__(self, module: Any, value: Any) -> None:
-        if module is not sys:
-            module.__dict__[self.name] = value
-            return
         b = _binding.current.get()
         if b is None:
             _streams.plain[self.name] = value
@@ -70,24 +62,20 @@ class _SysAttribute:
             _binding.current.set(b.replace(**{self.name: value}))
 
     def __delete__(self, module: Any) -> None:
-        if module is not sys:
-            try:
-                del module.__dict__[self.name]
-            except KeyError:
-                raise AttributeError(self.name) from None
-            return
         raise AttributeError(f"ctxserve keeps sys.{self.name}; assign it instead")
 
 
 class _Sys(types.ModuleType):
     """The class ``sys`` gets: one descriptor per virtualized attribute.
 
-    importlib creates every new module as ``type(sys)(name)``, so every
-    module imported after :func:`install` is a ``_Sys`` too: for those the
-    descriptors read and write the module's own ``__dict__``, so that a
-    module's own ``path`` (``from django.urls import path``), ``argv`` or
-    ``modules`` is not taken for the app's ``sys.path``.
+    importlib creates every new module as ``type(sys)(name)``: calling this
+    class makes a plain ``ModuleType``, so no other module gets these
+    descriptors (``from django.urls import path`` stays Django's ``path``)
+    and no other module pays for them.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> types.ModuleType:  # type: ignore[misc]
+        return types.ModuleType(*args, **kwargs)
 
     stdout = _SysAttribute("stdout")
     stderr = _SysAttribute("stderr")
