@@ -186,21 +186,32 @@ class _AppendFile:
             self.file.flush()
 
 
+#: True while a ``logging`` destination hands lines to its logger.
+_logging_lines: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "ctxserve.logging_lines", default=False)
+
+
 def _to_logger(app: str, stream: str) -> Callable[[str], None]:
     """``logging``: one record a line on logger ``ctxserve.app.NAME``.
 
     Records are emitted outside the app's context: a handler that writes to
-    ``sys.stderr`` must reach the server's stderr, not loop back here.
+    ``sys.stderr`` must reach the server's stderr, not loop back here. A
+    handler that holds an app's stream itself (``logging.basicConfig()``
+    run by the app puts its ``sys.stderr`` on the root logger, which gets
+    these records too) writes back while a record is emitted: that echo is
+    dropped, else every record would be logged again, without end.
     """
     logger = logging.getLogger(f"ctxserve.app.{app}")
     level = logging.INFO if stream == "stdout" else logging.ERROR
 
     def emit(lines: str) -> None:
+        _logging_lines.set(True)
         for line in lines.splitlines():
             logger.log(level, "%s", line)
 
     def sink(lines: str) -> None:
-        contextvars.Context().run(emit, lines)
+        if not _logging_lines.get():
+            contextvars.Context().run(emit, lines)
 
     return sink
 
