@@ -343,3 +343,25 @@ def test_sys_stdin_inside_an_app_is_empty(tmp_path):
 
     call(file_app(tmp_path, wsgi))
     assert seen == {"read": "", "readline": "", "input": "EOFError"}
+
+
+# -- "logging" with an app that configures logging itself ------------------------------
+
+def test_logging_destination_does_not_feed_records_back_when_the_app_calls_basicconfig(
+        make_config, serve, tmp_path):
+    """logging.basicConfig() in the app puts the app's stderr on the root logger,
+    which also receives the records of ctxserve.app.NAME."""
+    (tmp_path / "configures_logging.py").write_text(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO)  # a root handler on the app's sys.stderr\n"
+        "def application(environ, start_response):\n"
+        "    logging.getLogger('mine').warning('hello %s', environ['QUERY_STRING'])\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'ok']\n")
+    server = serve(make_config({"lg": {"app": "configures_logging:application", "mount": "/lg",
+                                       "path": [str(tmp_path)], "stderr": "logging"}}))
+    assert server.get("/lg/?once").status_code == 200
+    server.stop()
+    records = [line for line in server.stderr().splitlines() if "hello once" in line]
+    assert len(records) == 1, records[:3]
+    assert records[0].endswith("[ctxserve.app.lg] WARNING:mine:hello once")
