@@ -365,3 +365,31 @@ def test_logging_destination_does_not_feed_records_back_when_the_app_calls_basic
     records = [line for line in server.stderr().splitlines() if "hello once" in line]
     assert len(records) == 1, records[:3]
     assert records[0].endswith("[ctxserve.app.lg] WARNING:mine:hello once")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "bug: the logging module is process-wide; logging.basicConfig() in one app puts that app's "
+    "stderr on the root logger, so every other app's log records land in the first app's stderr"))
+def test_log_records_of_one_app_never_reach_another_apps_root_handler(make_config, serve, tmp_path):
+    (tmp_path / "configures.py").write_text(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'ok']\n")
+    (tmp_path / "logs.py").write_text(
+        "import logging\n"
+        "def application(environ, start_response):\n"
+        "    logging.getLogger('other').warning('a record of app logs')\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'ok']\n")
+    first_err = tmp_path / "configures.err"
+    server = serve(make_config({
+        "configures": {"app": "configures:application", "mount": "/configures",
+                       "path": [str(tmp_path)], "stderr": str(first_err)},
+        "logs": {"app": "logs:application", "mount": "/logs", "path": [str(tmp_path)], "stderr": "null"},
+    }))
+    assert server.get("/configures/").status_code == 200
+    assert server.get("/logs/").status_code == 200
+    server.stop()
+    assert "a record of app logs" not in first_err.read_text()
