@@ -3,7 +3,10 @@
 Modules found on an app's own ``sys.path`` entries (its ``path``, and any
 directory it adds itself) and the top-level packages named in its
 ``isolate`` are *private* to that app; everything else (the standard
-library, site-packages) is *shared* and imported once per process.
+library, site-packages) is *shared* and imported once per process. As in
+plain Python, a name already imported when the app first imports it is the
+module the app gets: an app's own ``calendar.py`` does not replace the
+standard library's once the server has imported it.
 
 Why it is built this way — CPython constrains every piece:
 
@@ -40,7 +43,14 @@ Why it is built this way — CPython constrains every piece:
    comes from the app's own ``logging.Manager`` (under the shared root, so
    records still propagate to the server's handlers).
 
-5. **A C extension cannot be loaded twice** (single-phase init modules share
+5. **importlib's module locks are keyed by module name for the process**,
+   so two apps importing their own ``x`` and ``y`` in opposite orders looked
+   like an import cycle (``_DeadlockError``). A private module's lock is its
+   app's own (``_bootstrap._get_module_lock`` is wrapped for that: the lock
+   table is the one piece of the import system not reached through
+   ``sys.modules``).
+
+6. **A C extension cannot be loaded twice** (single-phase init modules share
    one state), so a package with C extensions in ``isolate`` is refused with
    an :class:`ImportError` when the app loads (:class:`IsolateGuard`).
 """
@@ -51,6 +61,7 @@ import builtins
 import functools
 import importlib
 import importlib.machinery
+import importlib.util
 import logging
 import sys
 import threading
@@ -85,8 +96,10 @@ class Alias(ModuleType):
     def _ctxserve_target(self) -> ModuleType:
         name = self.__dict__["__name__"]
         b = _binding.current.get()
-        module = b.modules.lookup(name) if b is not None and b.modules is not None \
-            else self.__dict__["__ctxserve_shared__"]
+        if b is not None and b.modules is not None:
+            module = b.modules.lookup(name)
+        else:
+            module = self.__dict__["__ctxserve_shared__"] or _import_shared(self)
         if module is None:
             where = f"app {b.name!r}" if b is not None else "the server (outside every app)"
             raise ModuleNotFoundError(f"No module named {name!r} in {where}", name=name)
@@ -104,6 +117,37 @@ class Alias(ModuleType):
 
     def __dir__(self) -> list[str]:
         return dir(self._ctxserve_target())
+
+
+_shared_lock = threading.RLock()
+
+
+def _import_shared(alias: Alias) -> ModuleType | None:
+    """Outside every app, import the shared module an alias stands in front of.
+
+    The import statement's C fast path finds the alias in the real
+    ``sys.modules`` and never reaches importlib, so the server's own module
+    of that name (if there is one) is imported here, on first use, and
+    becomes the alias's shared module.
+    """
+    name = alias.__dict__["__name__"]
+    with _shared_lock:
+        shared = alias.__dict__["__ctxserve_shared__"]
+        if shared is not None:
+            return shared  # type: ignore[no-any-return]
+        parent = name.rpartition(".")[0]
+        path = getattr(real_modules.get(parent), "__path__", None) if parent else None
+        spec = _bootstrap._find_spec(name, path)
+        if spec is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        alias.__dict__["__ctxserve_shared__"] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            alias.__dict__["__ctxserve_shared__"] = None
+            raise
+        return module
 
 
 class Namespace(MutableMapping[str, ModuleType]):
@@ -127,6 +171,7 @@ class Namespace(MutableMapping[str, ModuleType]):
         self.builtins: dict[str, Any] = {**builtins.__dict__, "__import__": self.import_}
         self.binding: _binding.Binding | None = None
         self._loggers: logging.Manager | None = None
+        self._module_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
     def logger(self, name: str) -> logging.Logger:
         """This app's own logger for a private module name (see point 4)."""
@@ -146,14 +191,33 @@ class Namespace(MutableMapping[str, ModuleType]):
         return private
 
     def _decide(self, top: str) -> bool:
+        present = real_modules.get(top)
         if top in self.isolate:
             private = True
+        elif present is not None and type(present) is not Alias:
+            # Already imported, shared: as in plain Python, a module in
+            # sys.modules is the one an import gets, whatever the path holds
+            # (an app's own calendar.py does not replace the stdlib's).
+            private = False
         else:
             own = [entry for entry in self._path() if entry not in self.shared_path]
             private = bool(own) and importlib.machinery.PathFinder.find_spec(top, own) is not None
+            # "Not private" is kept only for a name that exists as a shared
+            # module: a name found nowhere yet may appear on a path entry the
+            # app adds next (``except ImportError: sys.path.insert(...)``).
+            if not private and not _is_shared(top):
+                return False
         with self._lock:
             self._private[top] = private
         return private
+
+    def module_lock(self, name: str) -> Any:
+        """importlib's lock for a private module, this app's own (see point 6)."""
+        with self._lock:
+            lock = self._module_locks.get(name)
+            if lock is None:
+                lock = self._module_locks[name] = _bootstrap._ModuleLock(name)
+            return lock
 
     def _path(self) -> list[str]:
         b = _binding.current.get()
@@ -274,6 +338,19 @@ class Namespace(MutableMapping[str, ModuleType]):
             _bootstrap.__import__, name, globals, locals, fromlist, level)
 
 
+def _is_shared(top: str) -> bool:
+    present = real_modules.get(top)
+    if present is not None:
+        return type(present) is not Alias or present.__dict__["__ctxserve_shared__"] is not None
+    return top in sys.builtin_module_names or \
+        importlib.machinery.PathFinder.find_spec(top, _binding_plain_path()) is not None
+
+
+def _binding_plain_path() -> list[str]:
+    from .streams import plain
+    return plain.get("path") or sys.__dict__["path"]  # type: ignore[no-any-return]
+
+
 def _resolve(name: str, package: str, level: int) -> str | None:
     bits = package.rsplit(".", level - 1)
     if len(bits) < level:
@@ -327,7 +404,20 @@ def install() -> None:
         if not _installed:
             sys.meta_path.insert(0, IsolateGuard)  # type: ignore[arg-type]
             _patch_get_logger()
+            _patch_module_locks()
             _installed = True
+
+
+def _patch_module_locks() -> None:
+    original = _bootstrap._get_module_lock
+
+    def _get_module_lock(name: str) -> Any:
+        b = _binding.current.get()
+        if b is not None and b.modules is not None and b.modules.is_private(name):
+            return b.modules.module_lock(name)
+        return original(name)
+
+    _bootstrap._get_module_lock = _get_module_lock
 
 
 def _patch_get_logger() -> None:

@@ -243,10 +243,6 @@ def test_a_module_imported_in_a_thread_the_app_started_is_private_to_the_app(two
     assert type(real_modules["threaded"]) is Alias
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: importlib's module locks are keyed by module name for the whole process, so two "
-    "apps importing their own xmod/ymod in opposite orders are taken for an import cycle "
-    "(_DeadlockError), though no module is shared"))
 def test_two_apps_importing_their_own_modules_of_the_same_names_in_opposite_orders_both_succeed(
         load, sitepkgs_on_process_path):
     loaded = load(crossing_a=fixture_app("crossing_a"), crossing_b=fixture_app("crossing_b"))
@@ -537,9 +533,6 @@ def test_modules_found_through_a_sys_path_entry_the_app_inserts_are_private(load
         in_app(loaded["alpha"], importlib.import_module, "helpers")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Namespace caches 'not private' per top-level name; a lookup before the app "
-    "inserts its sys.path entry (the failed first `import`) makes the module shared"))
 def test_modules_found_through_an_entry_inserted_after_a_failed_import_are_private(load):
     loaded = load(fallback=fixture_app("selfpath_fallback", "fallback",
                                        app="fallback_project.wsgi:application"),
@@ -637,10 +630,6 @@ def test_outside_apps_sys_modules_holds_aliases_and_no_private_module(two_apps):
         assert not (file and Path(file).is_relative_to(NS)), module_name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a name private in some app has an Alias in the real sys.modules; outside apps the "
-    "import statement's C fast path returns that Alias (shared=None) instead of importing "
-    "the server's own module of that name"))
 def test_outside_apps_a_module_named_like_a_private_one_imports_as_in_plain_python(
         two_apps, tmp_path, monkeypatch):
     server_side = tmp_path / "server_side"
@@ -649,3 +638,24 @@ def test_outside_apps_a_module_named_like_a_private_one_imports_as_in_plain_pyth
     monkeypatch.syspath_prepend(str(server_side))
     models = importlib.import_module("models")
     assert models.OWNER == "the server"
+
+
+def test_an_app_module_named_like_an_imported_stdlib_module_does_not_replace_it(tmp_path):
+    import calendar
+    import ctxserve
+    from werkzeug.test import Client
+
+    app_dir = tmp_path / "shadow"
+    app_dir.mkdir()
+    (app_dir / "calendar.py").write_text("OWNER = 'the app'\n")
+    (app_dir / "shadow_app.py").write_text(
+        "import calendar, http.cookiejar\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [getattr(calendar, 'OWNER', 'stdlib').encode()]\n")
+    config = tmp_path / "ctxserve.toml"
+    config.write_text(f'[apps.shadow]\napp = "shadow_app:application"\nmount = "/"\npath = ["{app_dir}"]\n')
+    dispatcher = ctxserve.from_config(config)
+    assert dispatcher.apps[0].loaded, dispatcher.apps[0].status
+    assert Client(dispatcher).get("/").data == b"stdlib"
+    assert sys.modules["calendar"] is calendar
