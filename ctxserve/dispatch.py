@@ -80,6 +80,38 @@ class _Mounts:
         return self.root
 
 
+class _Routes:
+    """Every app's routes: the host tables, built once from a list of apps."""
+
+    def __init__(self, apps: Sequence[App]) -> None:
+        self.anyhost = _Mounts()
+        self.exact: dict[str, _Mounts] = {}
+        self.wildcard: list[tuple[str, _Mounts]] = []
+        for app in apps:
+            if not app.config.host:
+                self.anyhost.add(app.config.mount, app)
+            for host in app.config.host:
+                if host.startswith("*."):
+                    table = dict(self.wildcard).get(host[1:])
+                    if table is None:
+                        table = _Mounts()
+                        self.wildcard.append((host[1:], table))
+                else:
+                    table = self.exact.setdefault(host, _Mounts())
+                table.add(app.config.mount, app)
+        self.wildcard.sort(key=lambda entry: len(entry[0]), reverse=True)
+
+    def by_host(self, environ: dict[str, Any]) -> App | None:
+        host = _host(environ)
+        table = self.exact.get(host)
+        if table is not None and (app := table.route(environ)):
+            return app
+        for suffix, table in self.wildcard:
+            if host.endswith(suffix) and (app := table.route(environ)):
+                return app
+        return self.anyhost.route(environ)
+
+
 class Dispatcher:
     """The WSGI app that routes each request to one :class:`App`.
 
@@ -88,36 +120,20 @@ class Dispatcher:
     """
 
     def __init__(self, apps: Sequence[App]) -> None:
+        self.set_apps(apps)
+
+    def set_apps(self, apps: Sequence[App]) -> None:
+        """Route to *apps* from now on (a per-app reload swaps one App).
+
+        The new routes are built aside and take effect with one attribute
+        assignment: a request routes with either the old table or the new
+        one, and requests in flight finish on the app they were routed to.
+        """
+        routes = _Routes(apps)
         self.apps = list(apps)
-        self._anyhost = _Mounts()
-        self._exact: dict[str, _Mounts] = {}
-        self._wildcard: list[tuple[str, _Mounts]] = []
-        for app in self.apps:
-            if not app.config.host:
-                self._anyhost.add(app.config.mount, app)
-            for host in app.config.host:
-                if host.startswith("*."):
-                    table = dict(self._wildcard).get(host[1:])
-                    if table is None:
-                        table = _Mounts()
-                        self._wildcard.append((host[1:], table))
-                else:
-                    table = self._exact.setdefault(host, _Mounts())
-                table.add(app.config.mount, app)
-        self._wildcard.sort(key=lambda entry: len(entry[0]), reverse=True)
         #: The app for a request (``SCRIPT_NAME``/``PATH_INFO`` shifted) or
         #: ``None``; without virtual hosts the host-less table answers directly.
-        self.route = self._route_by_host if self._exact or self._wildcard else self._anyhost.route
-
-    def _route_by_host(self, environ: dict[str, Any]) -> App | None:
-        host = _host(environ)
-        table = self._exact.get(host)
-        if table is not None and (app := table.route(environ)):
-            return app
-        for suffix, table in self._wildcard:
-            if host.endswith(suffix) and (app := table.route(environ)):
-                return app
-        return self._anyhost.route(environ)
+        self.route = routes.by_host if routes.exact or routes.wildcard else routes.anyhost.route
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         app = self.route(environ)
