@@ -17,6 +17,7 @@ import decimal
 import importlib
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
@@ -49,6 +50,8 @@ class App:
         self.config = config
         self.name = config.name
         self.error: str | None = None
+        #: When the app last loaded (``time.time()``), for catching up on reloads.
+        self.loaded_at = 0.0
         self.wsgi: WSGIApp | None = wsgi
         _virtual.install()
         self.binding = _binding.Binding(
@@ -102,6 +105,7 @@ class App:
             self.target = self._unavailable
             return False
         self.error = None
+        self.loaded_at = time.time()
         # The load may have left request-scoped state in the base context:
         # a partial output line, or a decimal context made by a
         # getcontext() at import time. Requests must not share either.

@@ -73,11 +73,13 @@ class AppWriter(io.TextIOBase):
     """
 
     def __init__(self, sink: Callable[[str], None], *, fileno: Callable[[], int] | None = None,
-                 name: str = "<ctxserve>") -> None:
+                 name: str = "<ctxserve>", app: str = "", stream: str = "stdout") -> None:
         self._sink = sink
         self._fileno = fileno
         self.name = name
         self.buffer = _BinaryWriter(self)
+        self._app = app
+        self._stream = stream
 
     encoding = "utf-8"  # type: ignore[assignment]
     errors = "backslashreplace"  # type: ignore[assignment]
@@ -86,6 +88,12 @@ class AppWriter(io.TextIOBase):
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        b = _binding.current.get()
+        if b is not None and b.name != self._app:
+            # Another app writes through an object that holds this app's
+            # stream — a handler on a shared logger, say, which an app's
+            # logging.basicConfig() put there. Its output is its own.
+            return getattr(b, self._stream).write(s)  # type: ignore[no-any-return]
         if "\n" not in s:
             if s:
                 pending = _partial_lines()
@@ -229,13 +237,13 @@ def open_destination(app: str, stream: str, destination: str) -> AppWriter:
     name = f"<{app} {stream}>"
     if destination == "inherit":
         return AppWriter(_to_server_stream(stream, f"[{app}] "),
-                         fileno=lambda: plain[stream].fileno(), name=name)
+                         fileno=lambda: plain[stream].fileno(), name=name, app=app, stream=stream)
     if destination == "null":
-        return AppWriter(_discard, name=name)
+        return AppWriter(_discard, name=name, app=app, stream=stream)
     if destination == "logging":
-        return AppWriter(_to_logger(app, stream), name=name)
+        return AppWriter(_to_logger(app, stream), name=name, app=app, stream=stream)
     target = _AppendFile.get(destination)
-    return AppWriter(target.write, fileno=target.file.fileno, name=destination)
+    return AppWriter(target.write, fileno=target.file.fileno, name=destination, app=app, stream=stream)
 
 
 def empty_stdin() -> TextIO:

@@ -367,9 +367,6 @@ def test_logging_destination_does_not_feed_records_back_when_the_app_calls_basic
     assert records[0].endswith("[ctxserve.app.lg] WARNING:mine:hello once")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: the logging module is process-wide; logging.basicConfig() in one app puts that app's "
-    "stderr on the root logger, so every other app's log records land in the first app's stderr"))
 def test_log_records_of_one_app_never_reach_another_apps_root_handler(make_config, serve, tmp_path):
     (tmp_path / "configures.py").write_text(
         "import logging\n"
