@@ -34,11 +34,13 @@ def from_config(path: str | os.PathLike[str] = "ctxserve.toml") -> Dispatcher:
     This is also a gunicorn entry point:
     ``gunicorn 'ctxserve:from_config("path/ctxserve.toml")'``. A bad config
     raises :class:`ctxserve.config.ConfigError` before anything is loaded.
+    With ``[server] admin`` set the result is a :class:`ctxserve.admin.Front`
+    (the admin routes, then the dispatcher); bind the admin address too.
     """
     from .config import load
-    from .server import build
+    from .server import application
 
-    return build(load(path))
+    return application(load(path))
 
 
 def wrap(app: WSGIApp, name: str = "app", **settings: Any) -> App:

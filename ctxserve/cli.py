@@ -45,9 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             changes = {"bind": args.bind, "workers": args.workers, "threads": args.threads,
                        "worker_class": args.worker_class}
-            config = _config.override_server(
-                config, **{k: v for k, v in changes.items() if v is not None})
-            Server(config).run()
+            overrides = {k: v for k, v in changes.items() if v is not None}
+            config = _config.override_server(config, **overrides)
+            Server(config, overrides).run()
             return 0
         dispatcher = build(config, strict=False)
     except _config.ConfigError as exc:

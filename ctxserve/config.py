@@ -349,10 +349,18 @@ def _address(value: Any, at: _At) -> str:
 
 
 def _admin(value: Any, at: _At) -> str:
+    """Off (``""``) or one TCP address. The admin listener is told apart from the others by
+    the listening socket's own address (``SERVER_NAME``/``SERVER_PORT``), which a
+    client cannot choose on TCP but can on a unix socket (gunicorn takes it from
+    the ``Host`` header there)."""
+    what = '"" (off) or one address "HOST:PORT" or "[IPv6]:PORT"'
     if value == "":
         return ""
     if not isinstance(value, str):
-        at.expected(f'"" (off) or one address {_ADDRESS}', value)
+        at.expected(what, value)
+    if value.startswith(("unix:", "fd://")):
+        at.expected(what, value, "the admin listener must be TCP: on a unix socket or an inherited "
+                                 "fd it could not be told apart from the public listeners safely")
     return _address(value, at)
 
 
@@ -627,7 +635,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("server", "timeout", _integer(0), 30,
             "seconds a silent worker is given before it is restarted (0: never)", gunicorn="timeout"),
     Setting("server", "strict", _boolean, False, "true: refuse to start if any app fails to load"),
-    Setting("server", "admin", _admin, "", 'address of the admin listener, e.g. "127.0.0.1:9100"; "" = off'),
+    Setting("server", "admin", _admin, "",
+            'TCP address of the admin listener (/healthz, /readyz, /metrics, /status), '
+            'e.g. "127.0.0.1:9100"; "" = off'),
     Setting("server", "access_log", _access_log, "",
             '"-" = stdout, a file path (relative to the config file), or "" = off; lines name the app',
             gunicorn="accesslog"),
@@ -716,7 +726,8 @@ def _check_section(data: Mapping[str, Any], section: str, at: _At) -> dict[str, 
 
 def _check_admin_not_bound(server: ServerConfig, at: _At) -> None:
     """The admin listener cannot share an address with the public listeners."""
-    if server.admin and server.admin in server.bind:
+    # Port 0 (an ephemeral port) is not a clash: each listener gets its own.
+    if server.admin and server.admin in server.bind and not server.admin.endswith(":0"):
         at.error(f'"{server.admin}" is also in bind; the admin listener needs its own address')
 
 

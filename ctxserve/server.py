@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from gunicorn import config as gunicorn_config
 from gunicorn.app.base import BaseApplication
 
 from . import apps as _apps
@@ -62,8 +63,7 @@ def application(config: Config, *, strict: bool | None = None) -> Any:
     from .admin import Front
     from .metrics import Metrics
 
-    dispatcher = build(config, strict=strict)
-    return Front(dispatcher, config.server.admin, Metrics(dispatcher.apps))
+    return Front(build(config, strict=strict).apps, config.server.admin, Metrics())
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
@@ -130,6 +130,8 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
 
     def then(name: str) -> Callable[..., None]:
         hook = chain.get(name)
+        if isinstance(hook, str):  # "module.function", as gunicorn takes it
+            hook = gunicorn_config.validate_callable(-1)(hook)
         return hook if callable(hook) else (lambda *args: None)
 
     user_post_worker_init = then("post_worker_init")

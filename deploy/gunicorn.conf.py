@@ -17,12 +17,30 @@ platform that runs gunicorn, extra gunicorn flags):
 * gunicorn's own flags still win over this file, e.g.
   ``gunicorn -c deploy/gunicorn.conf.py --bind 0.0.0.0:8000``
   (the app argument may be left out: ``wsgi_app`` is set here).
+* The server hooks of ``ctxserve serve`` come from
+  :func:`ctxserve.server.gunicorn_hooks`: the app table and, with the admin
+  listener, what it needs (below). A hook given in ``[server.gunicorn]`` is
+  called after ctxserve's.
+
+The admin listener (``[server] admin = "127.0.0.1:9100"``) is one more
+address in gunicorn's ``bind`` list, the last one. ``--bind``/``-b`` on the
+command line replaces the whole list, so **bind the admin address too**::
+
+    gunicorn -c deploy/gunicorn.conf.py -b 0.0.0.0:8000 -b 127.0.0.1:9100
+
+Requests are told to be the admin listener's by the address of the socket
+they arrived on (gunicorn's ``SERVER_NAME``/``SERVER_PORT`` of a TCP
+listener); with port 0, the listener bound at the admin address is found by
+the ``post_worker_init`` hook. For ``/metrics`` summed over the workers,
+``PROMETHEUS_MULTIPROC_DIR`` is set to a fresh temporary directory (removed
+at exit) unless it is already set; a directory you set is used as it is
+(empty it before each start).
 """
 
 import os
 
 from ctxserve.config import load
-from ctxserve.server import gunicorn_settings, print_table
+from ctxserve.server import gunicorn_hooks, gunicorn_settings
 
 _path = os.path.abspath(
     os.environ.get("CTXSERVE_CONFIG") or os.path.join(os.path.dirname(__file__), "ctxserve.toml"))
@@ -30,12 +48,8 @@ os.environ["CTXSERVE_CONFIG"] = _path
 
 wsgi_app = "ctxserve.wsgi:application"
 
-
-def post_worker_init(worker):
-    """As under ``ctxserve serve``: the app table, once the first worker has loaded the apps."""
-    if worker.age == 1 and hasattr(worker.wsgi, "apps"):
-        print_table(worker.wsgi.apps)
-
-
-# Last, so that [server.gunicorn] may replace anything above (a hook included).
-globals().update(gunicorn_settings(load(_path)))
+_config = load(_path)
+# Last, so that [server.gunicorn] may replace anything above.
+globals().update(gunicorn_settings(_config))
+# The hooks of ``ctxserve serve``, each calling a hook of the same name set above after its own work.
+globals().update(gunicorn_hooks(_config, globals()))

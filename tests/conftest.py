@@ -88,7 +88,14 @@ class Server:
 
     def __init__(self, proc: subprocess.Popen[bytes], url: str, out: Path, err: Path) -> None:
         self.proc, self.url, self.out_path, self.err_path = proc, url, out, err
+        self.urls = [url]  # all listening addresses, set by start_server
         self.session = requests.Session()
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener's URL: the last listener, when there are several."""
+        assert len(self.urls) > 1, f"no admin listener among {self.urls}"
+        return self.urls[-1]
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 30)
@@ -116,6 +123,7 @@ class Server:
 
 
 _LISTENING = re.compile(r"Listening at: http://([\d.]+:\d+)")
+_ADDRESS = re.compile(r"http://([\d.]+:\d+)")
 
 
 def start_server(command: list[str], tmp_path: Path, env: Mapping[str, str] | None = None,
@@ -144,6 +152,9 @@ def start_server(command: list[str], tmp_path: Path, env: Mapping[str, str] | No
         raise RuntimeError(f"server did not start: {command}\n--- stderr ---\n{err.read_text()}"
                            f"\n--- stdout ---\n{out.read_text()}")
     server = Server(proc, f"http://{match.group(1)}", out, err)
+    # Every listener, in bind order (``ctxserve serve`` binds the admin address last).
+    line = err.read_text(errors="replace")[match.start():].partition("\n")[0]
+    server.urls = [f"http://{address}" for address in _ADDRESS.findall(line)]
     if ready_path is not None:  # the first answer means a worker has loaded the apps
         while time.monotonic() < deadline:
             with contextlib.suppress(requests.RequestException):
