@@ -13,9 +13,14 @@ takes them from ``Host``; the config refuses a unix admin address.) With port
 0 the real port is only known after the bind: :meth:`Front.learn` takes it
 from the worker's listening socket (gunicorn's ``post_worker_init``).
 
-The apps' own path is :class:`ctxserve.dispatch.Dispatcher`, with each
-``App.serve`` metered by :mod:`ctxserve.metrics`; :class:`Front` adds one
-comparison per request in front of it, and only when the admin listener is on.
+With the admin listener off none of this exists: the WSGI app is the plain
+:class:`~ctxserve.dispatch.Dispatcher`. With it on, it is a :class:`Front`
+(a Dispatcher) that compares the listener first, then routes as the
+Dispatcher does, to apps whose ``serve`` is metered (:mod:`ctxserve.metrics`).
+
+More admin routes go in :data:`ROUTES` (the ``@route`` decorator on an
+:class:`AdminApp` method); an app swapped in by a reload is metered by
+:meth:`Front.set_apps`.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ over every worker and a restarted worker loses nothing already counted):
 The per-request cost, and why it is not spent in prometheus-client
 ------------------------------------------------------------------
 A multiprocess value is written to an mmap'd file under a lock on every
-``inc()``: several of those per request cost more than the whole budget
-(~0.5 µs a request). So the hot path (:func:`metered`) only
+``inc()`` (measured: ~1.2 µs a ``Counter.inc``, ~2.5 µs a histogram
+``observe``, so ~6 µs a request for the four series), far more than the
+budget of ~0.5 µs a request. So the hot path (:func:`metered`) only
 
 * counts the start with ``itertools.count().__next__`` (atomic under the GIL),
 * reads ``time.perf_counter()`` twice,
