@@ -4,12 +4,12 @@ FROM python:3.13-slim
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    CTXSERVE_HEALTHCHECK_URL=http://127.0.0.1:8000/hello/
+    CTXSERVE_HEALTHCHECK_URL=http://127.0.0.1:9100/healthz
 
 # The package from this source tree (not editable) and what the demo apps
 # need; the source is copied aside and removed, so nothing shadows the
 # installed package and no build or cache directory stays behind.
-COPY pyproject.toml README.md /tmp/ctxserve-src/
+COPY pyproject.toml README.md LICENSE /tmp/ctxserve-src/
 COPY ctxserve/ /tmp/ctxserve-src/ctxserve/
 COPY apps/requirements.txt /tmp/ctxserve-src/apps/
 RUN pip install --no-cache-dir --root-user-action=ignore /tmp/ctxserve-src -r /tmp/ctxserve-src/apps/requirements.txt \
@@ -25,9 +25,9 @@ COPY deploy/ deploy/
 USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-# One demo route, with nothing but Python. TODO: point this at the admin
-# listener's /healthz once [server] admin serves one. Override the URL with
-# -e CTXSERVE_HEALTHCHECK_URL=... when serving on another address.
+# The admin listener's /healthz (deploy/ctxserve.toml: admin = "127.0.0.1:9100",
+# inside the container only), with nothing but Python. Override the URL with
+# -e CTXSERVE_HEALTHCHECK_URL=... when the admin listener is elsewhere.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['CTXSERVE_HEALTHCHECK_URL'], timeout=4)"]
 

@@ -215,21 +215,32 @@ def run_container(image: str, options: list[str], command: list[str], *, url: st
         podman("rm", "-f", "-t", "0", name, check=False)
 
 
+def config_dir(tmp: Path, text: str) -> Path:
+    """A directory holding *text* as ctxserve.toml, readable by the container's user."""
+    tmp.mkdir(mode=0o755)
+    (tmp / "ctxserve.toml").write_text(text)
+    (tmp / "ctxserve.toml").chmod(0o644)
+    return tmp
+
+
 @pytest.fixture(scope="module")
-def container(image: str) -> Iterator[Container]:
-    """The image as built, serving its demo (on free loopback ports of the host network)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = ["ctxserve", "serve", "deploy/ctxserve.toml", "--bind", f"127.0.0.1:{port}"]
-    admin_url = None
-    if demo_server().get("admin"):
-        admin = free_port()
-        admin_url = f"http://127.0.0.1:{admin}"
-        command += ["--admin", f"127.0.0.1:{admin}"]
-        health = f"{admin_url}/healthz"
-    else:
-        health = f"{url}/hello/"
-    with run_container(image, ["-e", f"CTXSERVE_HEALTHCHECK_URL={health}"], command,
+def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
+    """The image serving its demo, deploy/ctxserve.toml, with its addresses moved to free
+    loopback ports of the host network (it is mounted beside the image's apps/, so
+    that its relative paths hold)."""
+    port, admin = free_port(), free_port()
+    url, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+    text = DEMO.read_text()
+    text, binds = re.subn(r'^bind = "[^"]*"', f'bind = "127.0.0.1:{port}"', text, flags=re.MULTILINE)
+    assert binds == 1, "no bind line in deploy/ctxserve.toml"
+    text, admins = re.subn(r'^admin = "[^"]*"', f'admin = "127.0.0.1:{admin}"', text, flags=re.MULTILINE)
+    options = ["-v", f"{config_dir(tmp_path_factory.mktemp('demo') / 'config', text)}:/srv/ctxserve/pytest:ro"]
+    if admins:
+        options += ["-e", f"CTXSERVE_HEALTHCHECK_URL={admin_url}/healthz"]
+    else:  # a demo without the admin listener: the healthcheck asks a demo route
+        options += ["-e", f"CTXSERVE_HEALTHCHECK_URL={url}/hello/"]
+        admin_url = None
+    with run_container(image, options, ["ctxserve", "serve", "pytest/ctxserve.toml"],
                        url=url, admin_url=admin_url) as running:
         yield running
 
@@ -237,12 +248,19 @@ def container(image: str) -> Iterator[Container]:
 # The container tests run in this order; the last one stops the container.
 
 def test_image_metadata(image: str) -> None:
-    fmt = "{{.Config.User}}|{{.Config.StopSignal}}|{{json .Config.Healthcheck}}|{{json .Config.ExposedPorts}}"
-    user, stop_signal, healthcheck, ports = podman("image", "inspect", "--format", fmt, image).stdout.strip().split("|")
+    fmt = ("{{.Config.User}}|{{.Config.StopSignal}}|{{json .Config.Healthcheck}}|{{json .Config.ExposedPorts}}"
+           "|{{json .Config.Env}}")
+    user, stop_signal, healthcheck, ports, env = podman(
+        "image", "inspect", "--format", fmt, image).stdout.strip().split("|")
     assert user.split(":")[0] == USER_ID
     assert stop_signal in ("SIGTERM", "15")
     assert "CTXSERVE_HEALTHCHECK_URL" in healthcheck
     assert "8000/tcp" in ports
+    # By default the healthcheck asks the demo's admin listener for /healthz.
+    admin = demo_server().get("admin")
+    if admin:
+        port = str(admin).rsplit(":", 1)[1]
+        assert f"CTXSERVE_HEALTHCHECK_URL=http://127.0.0.1:{port}/healthz" in env, env
 
 
 def test_every_demo_app_answers(container: Container) -> None:
@@ -255,9 +273,14 @@ def test_every_demo_app_answers(container: Container) -> None:
 def test_admin_listener(container: Container) -> None:
     if container.admin_url is None:
         pytest.skip("deploy/ctxserve.toml has no [server] admin")
-    for path in ("/healthz", "/readyz", "/metrics"):
+    for path in ("/healthz", "/readyz", "/metrics", "/status"):
         answer = container.get(path, base=container.admin_url)
         assert answer.status_code == 200, (path, answer.status_code, answer.text)
+    metrics = container.get("/metrics", base=container.admin_url).text
+    for name in ("ledger", "hello", "envinfo"):
+        assert re.search(rf'^ctxserve_app_up\{{app="{name}"\}} 1', metrics, re.MULTILINE), metrics[-2000:]
+    # the admin routes are not on the public address
+    assert container.get("/healthz").status_code == 404
 
 
 def test_runs_as_non_root(container: Container) -> None:
@@ -309,18 +332,14 @@ def test_runs_like_the_kubernetes_deployment(image: str, tmp_path: Path) -> None
         assert n == 1, f"no 0.0.0.0:{old} in the ConfigMap"
     mounts = {m["name"]: m["mountPath"] for m in spec["volumeMounts"]}
     config_volume = next(v["name"] for v in pod["volumes"] if "configMap" in v)
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    (config_dir / "ctxserve.toml").write_text(text)
-    config_dir.chmod(0o755)
-    (config_dir / "ctxserve.toml").chmod(0o644)
+    config = config_dir(tmp_path / "config", text)
     tmp_volume = next(v["name"] for v in pod["volumes"] if "emptyDir" in v)
     assert mounts[tmp_volume] == "/tmp"
 
     args = ["--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,mode=1777",
             "--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "-v", f"{config_dir}:{mounts[config_volume]}:ro"]
+            "-v", f"{config}:{mounts[config_volume]}:ro"]
     for env in spec.get("env", []):
         args += ["-e", f"{env['name']}={env['value']}"]
     command = [*spec.get("command", []), *spec.get("args", [])]
