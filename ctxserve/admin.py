@@ -201,6 +201,20 @@ class AdminApp:
             return _answer(start_response, "200 OK", body, content_type="application/json")
         return _answer(start_response, "200 OK", status_html(rows), content_type="text/html; charset=utf-8")
 
+    @route("POST", r"/apps/(?P<name>[^/]+)/reload")
+    def reload_app(self, environ: dict[str, Any], start_response: StartResponse,
+                   name: str) -> Iterable[bytes]:
+        """Re-import app *name* in every worker (``ctxserve reload``; see reload.py)."""
+        reloader = getattr(self.front, "reloader", None)
+        if reloader is None:
+            status, answer = 503, {"ok": False, "error": "per-app reload is not set up in this server"}
+        else:
+            status, answer = reloader.reload([name])
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
+                  503: "Service Unavailable"}[status]
+        return _answer(start_response, f"{status} {reason}", json.dumps(answer) + "\n",
+                       content_type="application/json")
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per app: this worker's status, the counts of every worker."""
         summary = self.metrics.summary()

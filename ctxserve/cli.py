@@ -1,13 +1,17 @@
-"""``ctxserve serve | check`` and ``--version``.
+"""``ctxserve serve | check | reload`` and ``--version``.
 
-Exit codes: 0 success; 1 an app failed to load (``check``); 2 bad
+Exit codes: 0 success; 1 an app failed to load (``check``, ``reload``); 2 bad
 configuration or usage — in which case nothing was started.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 
 from . import __version__
@@ -35,7 +39,64 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate the config and load every app")
     check.add_argument("config", nargs="?", default="ctxserve.toml", metavar="CONFIG")
+
+    reload = commands.add_parser(
+        "reload", help="re-import the named apps in the running server, in process")
+    reload.add_argument("config", metavar="CONFIG")
+    reload.add_argument("names", nargs="+", metavar="NAME")
+    reload.add_argument("--admin", metavar="ADDR",
+                        help="the admin listener to ask (default: [server] admin of CONFIG)")
+    reload.add_argument("--timeout", type=float, default=120, metavar="SECONDS")
     return parser
+
+
+def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
+                timeout: float) -> int:
+    """``POST /apps/NAME/reload`` to the admin listener, one app after the other.
+
+    Exit 0 when every worker serves the new versions, 1 when one failed to
+    load (the old version keeps serving), 2 when there is no admin listener
+    to ask or the server refused the request (bad config, unknown app).
+    """
+    address = admin or config.server.admin
+    if not address:
+        print(f"ctxserve: {config.path}: server.admin: no admin listener configured; "
+              "set [server] admin (and restart), or give --admin HOST:PORT", file=sys.stderr)
+        return 2
+    host, _, port = address.rpartition(":")
+    if port == "0":
+        print(f"ctxserve: {address}: the admin port is chosen when the server starts; "
+              "give the real one with --admin HOST:PORT", file=sys.stderr)
+        return 2
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    worst = 0
+    for name in names:
+        url = f"http://{host}:{port}/apps/{urllib.parse.quote(name, safe='')}/reload"
+        request = urllib.request.Request(url, method="POST", data=b"")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer = json.loads(response.read() or b"{}")
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            try:
+                answer = json.loads(exc.read() or b"{}")
+            except ValueError:
+                answer = {"error": exc.reason}
+        except (OSError, ValueError) as exc:
+            print(f"ctxserve: cannot reach the admin listener at {host}:{port}: {exc}",
+                  file=sys.stderr)
+            return 2
+        if status == 200:
+            print(f"{name}: reloaded in {len(answer.get('workers', []))} worker(s)")
+            continue
+        print(f"ctxserve: {name}: not reloaded, the old version keeps serving: "
+              f"{answer.get('error', status)}", file=sys.stderr)
+        worst = max(worst, 2 if status in (400, 404) else 1)
+    return worst
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = _config.override_server(config, **overrides)
             Server(config, overrides).run()
             return 0
+        if args.command == "reload":
+            return reload_apps(config, args.names, args.admin, args.timeout)
         dispatcher = build(config, strict=False)
     except _config.ConfigError as exc:
         print(f"ctxserve: {exc}", file=sys.stderr)

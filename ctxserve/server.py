@@ -62,8 +62,13 @@ def application(config: Config, *, strict: bool | None = None) -> Any:
     # PROMETHEUS_MULTIPROC_DIR from the real process environment.
     from .admin import Front
     from .metrics import Metrics
+    from .reload import Reloader
 
-    return Front(build(config, strict=strict).apps, config.server.admin, Metrics())
+    front = Front(build(config, strict=strict).apps, config.server.admin, Metrics())
+    # Started in each worker by post_worker_init (gunicorn_hooks), never here:
+    # this may be gunicorn's master (preload_app), which forks.
+    front.reloader = Reloader(front, config.path)
+    return front
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
@@ -100,7 +105,8 @@ def print_table(apps: Sequence[_apps.App], file: TextIO | None = None) -> None:
 #: Hook names :func:`gunicorn_hooks` may return.
 HOOKS = ("post_worker_init", "worker_exit", "child_exit", "on_exit")
 
-#: PROMETHEUS_MULTIPROC_DIR directories made by this (master) process, removed at exit.
+#: PROMETHEUS_MULTIPROC_DIR and CTXSERVE_RUNTIME_DIR directories made by this
+#: (master) process, removed at exit.
 _made_dirs: list[str] = []
 
 
@@ -127,6 +133,9 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
         _made_dirs.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     elif admin:
         os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    if admin and not os.environ.get("CTXSERVE_RUNTIME_DIR"):  # per-app reload's (reload.py)
+        os.environ["CTXSERVE_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="ctxserve-run-")
+        _made_dirs.append(os.environ["CTXSERVE_RUNTIME_DIR"])
 
     def then(name: str) -> Callable[..., None]:
         hook = chain.get(name)
@@ -146,6 +155,9 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
                 worker.log.warning("ctxserve: the admin address %s is not among the listeners; "
                                    "bind it too (gunicorn -b %s)", front.address, front.address)
             front.metrics.start()
+            reloader = getattr(front, "reloader", None)
+            if reloader is not None:
+                reloader.start()
         user_post_worker_init(worker)
 
     hooks["post_worker_init"] = post_worker_init
@@ -153,9 +165,13 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
         user_worker_exit, user_child_exit, user_on_exit = then("worker_exit"), then("child_exit"), then("on_exit")
 
         def worker_exit(arbiter: Any, worker: Any) -> None:
-            metrics = getattr(getattr(worker, "wsgi", None), "metrics", None)
+            front = getattr(worker, "wsgi", None)
+            metrics = getattr(front, "metrics", None)
             if metrics is not None:
                 metrics.stop()
+            reloader = getattr(front, "reloader", None)
+            if reloader is not None:
+                reloader.stop()
             user_worker_exit(arbiter, worker)
 
         def child_exit(arbiter: Any, worker: Any) -> None:
