@@ -84,10 +84,12 @@ def test_admin_routes_only_on_the_admin_address_and_app_routes_never_there(serve
     assert admin_get(server, "/readyz").status_code == 200
     assert admin_get(server, "/metrics").status_code == 200
     assert admin_get(server, "/status").status_code == 200
-    for path in ("/a/whoami", "/whoami", "/", "/healthz/x", "/apps/a/reload"):
+    for path in ("/a/whoami", "/whoami", "/", "/healthz/x"):
         answer = admin_get(server, path)
         assert answer.status_code == 404, path
         assert answer.text.startswith("Not Found: the admin listener answers GET /healthz")
+    answer = admin_get(server, "/apps/a/reload")  # the reload route takes POST only
+    assert answer.status_code == 405 and answer.headers["Allow"] == "POST"
     answer = server.session.post(server.admin_url + "/healthz", timeout=30)
     assert answer.status_code == 405 and "GET" in answer.headers["Allow"]
     assert server.session.head(server.admin_url + "/healthz", timeout=30).status_code == 200
@@ -97,6 +99,8 @@ def test_admin_routes_only_on_the_admin_address_and_app_routes_never_there(serve
     for path in ("/healthz", "/readyz", "/metrics", "/status"):
         answer = server.get(path)
         assert answer.status_code == 404 and answer.json() == {"error": f"no route {path}"}, path
+    answer = server.session.post(server.url + "/apps/a/reload", timeout=30)
+    assert answer.status_code == 404 and answer.json() == {"error": "no route /apps/a/reload"}
 
     # The listener is told by the socket's own address, not by the Host header.
     admin_host = server.admin_url.removeprefix("http://")
