@@ -81,7 +81,8 @@ def gunicorn_settings(config: Config) -> dict[str, Any]:
         # gunicorn turns "sync" with threads > 1 into gthread; a user who
         # asks for sync means one request at a time per worker.
         "threads": 1 if server.worker_class == "sync" else server.threads,
-        "worker_class": server.worker_class,
+        # gunicorn's own workers, each request in one context (workers.py).
+        "worker_class": WORKERS[server.worker_class],
         "timeout": server.timeout,
     }
     if server.access_log:
@@ -222,8 +223,6 @@ class Server(BaseApplication):  # type: ignore[misc]
         self._reread_config()
         for name, value in gunicorn_settings(self.config).items():
             self.cfg.set(name, value)
-        # The same workers, each request in one context (see workers.py).
-        self.cfg.set("worker_class", WORKERS[self.config.server.worker_class])
         chain = {name: getattr(self.cfg, name) for name in HOOKS}
         for name, hook in gunicorn_hooks(self.config, chain, bound_last=True).items():
             self.cfg.set(name, hook)
