@@ -177,8 +177,8 @@ def test_durations_in_flight_and_the_temporary_directory(serve, make_config, tmp
     env = {"TMPDIR": str(tmp)}
     env_without = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     server = serve(make_config({"a": probe_app("a", "/a")}, ADMIN), env={**env_without, **env})
-    made = [path.name for path in tmp.iterdir()]
-    assert len(made) == 1 and made[0].startswith("ctxserve-metrics-")
+    made = sorted(path.name for path in tmp.iterdir())  # metrics, and per-app reload's run directory
+    assert len(made) == 2 and made[0].startswith("ctxserve-metrics-") and made[1].startswith("ctxserve-run-")
 
     slow = threading.Thread(target=lambda: server.session.get(server.url + "/a/pid?sleep=1.2", timeout=30))
     slow.start()
@@ -200,7 +200,7 @@ def test_durations_in_flight_and_the_temporary_directory(serve, make_config, tmp
     assert value(samples, "ctxserve_request_duration_seconds_bucket", app="a", le="2.5") == 2
     assert value(samples, "ctxserve_request_duration_seconds_sum", app="a") >= 1.2
     server.stop()
-    assert not list(tmp.iterdir()), "the temporary metrics directory is removed at exit"
+    assert not list(tmp.iterdir()), "the temporary directories are removed at exit"
 
 
 def test_set_apps_meters_a_replaced_app_once_and_counts_on(tmp_path: Path) -> None:
