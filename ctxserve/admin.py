@@ -86,8 +86,14 @@ class Front(Dispatcher):
             return self._admin(environ, start_response)
         # The body of Dispatcher.__call__, repeated to spare one call per
         # request: keep the two alike.
-        app = self.route(environ)
-        if app is None:
+        path = environ.get("PATH_INFO", "")
+        end = path.find("/", 1)
+        mount = path[:end] if end > 0 else path
+        app = self.fast.get(mount)
+        if app is not None:
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
+            environ["PATH_INFO"] = path[end:] if end > 0 else ""
+        elif (app := self.route(environ)) is None:
             start_response("404 Not Found", _dispatch._TEXT)
             return _dispatch._NOT_FOUND
         environ["ctxserve.app"] = app.name

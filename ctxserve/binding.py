@@ -97,6 +97,9 @@ class _BoundIterable:
 
     The server iterates the response after the app's call has returned, so
     without this the app's generator would run in the server's context.
+    ``iter()`` of it is a C iterator — ``iter(callable, sentinel)`` over
+    ``ctx.run(next, iterator, sentinel)`` — so no Python frame of ctxserve's
+    runs per chunk.
     """
 
     __slots__ = ("_ctx", "_iterator", "_iterable", "_on_close")
@@ -108,13 +111,16 @@ class _BoundIterable:
         self._iterator: Iterator[bytes] | None = None
         self._on_close = on_close
 
-    def __iter__(self) -> _BoundIterable:
-        return self
-
-    def __next__(self) -> bytes:
+    def __iter__(self) -> Iterator[bytes]:
         if self._iterator is None:
             self._iterator = self._ctx.run(iter, self._iterable)
-        return self._ctx.run(next, self._iterator)
+        return iter(functools.partial(self._ctx.run, next, self._iterator, _END), _END)
+
+    def __next__(self) -> bytes:
+        """For a server that calls ``next()`` without ``iter()`` first."""
+        if self._iterator is None:
+            self._iterator = self._ctx.run(iter, self._iterable)
+        return self._ctx.run(next, self._iterator)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._ctx.run(self._close)
@@ -126,6 +132,9 @@ class _BoundIterable:
                 close()
         finally:
             self._on_close()
+
+
+_END: Any = object()  # the end of a response, for iter(callable, sentinel)
 
 
 def bind_response(result: Iterable[bytes], ctx: contextvars.Context, environ: dict[str, Any],

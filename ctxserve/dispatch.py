@@ -33,7 +33,9 @@ _TEXT = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(l
 
 
 class _Mounts:
-    """The mounts of one host table, keyed by the mount's first path segment.
+    """The mounts of one host table, keyed by the mount's first path segment
+    (with its slash: ``"/blog"``, so that a ``PATH_INFO`` without a leading
+    slash matches nothing).
 
     A mount of one segment (``/blog``) needs no prefix test: a request
     whose first segment is ``blog`` is on the boundary by construction.
@@ -43,7 +45,7 @@ class _Mounts:
     __slots__ = ("first", "root")
 
     def __init__(self) -> None:
-        #: segment -> (its one-segment mount or None, its app or None,
+        #: "/segment" -> (its one-segment mount or None, its app or None,
         #: deeper mounts under it as (mount, mount + "/", app), longest first)
         self.first: dict[str, tuple[str | None, App | None, tuple[tuple[str, str, App], ...]]] = {}
         self.root: App | None = None
@@ -53,6 +55,7 @@ class _Mounts:
             self.root = app
             return
         segment, _, rest = mount[1:].partition("/")
+        segment = "/" + segment
         one, one_app, deeper = self.first.get(segment, (None, None, ()))
         if rest:
             deeper = tuple(sorted([*deeper, (mount, mount + "/", app)],
@@ -65,7 +68,7 @@ class _Mounts:
         """The app for the request, with ``SCRIPT_NAME``/``PATH_INFO`` shifted."""
         path = environ.get("PATH_INFO", "")
         end = path.find("/", 1)
-        entry = self.first.get(path[1:end] if end > 0 else path[1:])
+        entry = self.first.get(path[:end] if end > 0 else path)
         if entry is not None:
             mount, app, deeper = entry
             for mount_, prefix, app_ in deeper:
@@ -84,6 +87,10 @@ class _Routes:
     """Every app's routes: the host tables, built once from a list of apps."""
 
     def __init__(self, apps: Sequence[App]) -> None:
+        #: Mount -> app, for the one-segment mounts of a server
+        #: without virtual hosts that have no deeper mount under them: the
+        #: common case, routed by :meth:`Dispatcher.__call__` itself.
+        self.fast: dict[str, App] = {}
         self.anyhost = _Mounts()
         self.exact: dict[str, _Mounts] = {}
         self.wildcard: list[tuple[str, _Mounts]] = []
@@ -100,6 +107,9 @@ class _Routes:
                     table = self.exact.setdefault(host, _Mounts())
                 table.add(app.config.mount, app)
         self.wildcard.sort(key=lambda entry: len(entry[0]), reverse=True)
+        if not self.exact and not self.wildcard:
+            self.fast = {segment: app for segment, (mount, app, deeper) in self.anyhost.first.items()
+                         if app is not None and not deeper}
 
     def by_host(self, environ: dict[str, Any]) -> App | None:
         host = _host(environ)
@@ -134,10 +144,17 @@ class Dispatcher:
         #: The app for a request (``SCRIPT_NAME``/``PATH_INFO`` shifted) or
         #: ``None``; without virtual hosts the host-less table answers directly.
         self.route = routes.by_host if routes.exact or routes.wildcard else routes.anyhost.route
+        self.fast = routes.fast
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        app = self.route(environ)
-        if app is None:
+        path = environ.get("PATH_INFO", "")
+        end = path.find("/", 1)
+        mount = path[:end] if end > 0 else path
+        app = self.fast.get(mount)
+        if app is not None:  # a one-segment mount: on the segment boundary by construction
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
+            environ["PATH_INFO"] = path[end:] if end > 0 else ""
+        elif (app := self.route(environ)) is None:
             start_response("404 Not Found", _TEXT)
             return _NOT_FOUND
         environ["ctxserve.app"] = app.name

@@ -86,7 +86,7 @@ class AppWriter(io.TextIOBase):
     line_buffering = True
 
     def write(self, s: str) -> int:
-        if not isinstance(s, str):
+        if type(s) is not str and not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         b = _binding.current.get()
         if b is not None and b.name != self._app:
@@ -94,15 +94,17 @@ class AppWriter(io.TextIOBase):
             # stream — a handler on a shared logger, say, which an app's
             # logging.basicConfig() put there. Its output is its own.
             return getattr(b, self._stream).write(s)  # type: ignore[no-any-return]
+        pending = _partial.get()
         if "\n" not in s:
             if s:
-                pending = _partial_lines()
+                if pending is None:
+                    pending = {}
+                    _partial.set(pending)
                 pending[self] = pending.get(self, "") + s
             return len(s)
-        pending = _partial.get()
         head = pending.pop(self, "") if pending else ""
         cut = s.rfind("\n") + 1
-        self.emit(head + s[:cut] if head else s[:cut])
+        self._sink(head + s[:cut] if head else s[:cut])
         if cut < len(s):
             _partial_lines()[self] = s[cut:]
         return len(s)
@@ -163,10 +165,10 @@ def _to_server_stream(stream: str, prefix: str) -> Callable[[str], None]:
 
     def sink(lines: str) -> None:
         text = prefix + lines[:-1].replace("\n", "\n" + prefix) + "\n"
-        target = plain[stream]
         with _write_lock:  # one write per chunk: lines never interleave
-            target.write(text)
-            target.flush()
+            plain[stream].write(text)
+        # No flush here: the server's stream buffers (or not) as it would
+        # for plain Python — PYTHONUNBUFFERED=1 or a terminal for each line.
 
     return sink
 

@@ -39,7 +39,8 @@ class RequestScope:
         try:
             return super().handle_request(*args)  # type: ignore[misc]
         finally:
-            _streams.flush_partial_lines()
+            if _streams._partial.get():
+                _streams.flush_partial_lines()
 
 
 class SyncWorker(RequestScope, _SyncWorker):
