@@ -134,6 +134,18 @@ class AppWriter(io.TextIOBase):
         return f"<ctxserve stream {self.name!r}>"
 
 
+class _NullWriter(AppWriter):
+    """``null``: output goes nowhere, so there is no line to keep whole."""
+
+    def write(self, s: str) -> int:
+        if type(s) is not str and not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        b = _binding.current.get()
+        if b is not None and b.name != self._app:  # see AppWriter.write
+            return getattr(b, self._stream).write(s)  # type: ignore[no-any-return]
+        return len(s)
+
+
 class _BinaryWriter(io.RawIOBase):
     """``sys.stdout.buffer`` of an app: bytes decoded onto the text stream."""
 
@@ -241,7 +253,7 @@ def open_destination(app: str, stream: str, destination: str) -> AppWriter:
         return AppWriter(_to_server_stream(stream, f"[{app}] "),
                          fileno=lambda: plain[stream].fileno(), name=name, app=app, stream=stream)
     if destination == "null":
-        return AppWriter(_discard, name=name, app=app, stream=stream)
+        return _NullWriter(_discard, name=name, app=app, stream=stream)
     if destination == "logging":
         return AppWriter(_to_logger(app, stream), name=name, app=app, stream=stream)
     target = _AppendFile.get(destination)
