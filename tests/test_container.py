@@ -2,7 +2,7 @@
 
     CTXSERVE_CONTAINER_TEST=1 python -m pytest -m container      # as root, with podman and runc
 
-The same checks as ``deploy/container-check.sh``: every demo app answers in
+The container checks: every demo app answers in
 the container, the server is not root, ``HEALTHCHECK`` passes and SIGTERM
 (``podman stop -t 10``) stops it cleanly within 10 s; and the image also runs
 the way ``deploy/k8s/deployment.yaml`` runs it (read-only root filesystem,
@@ -44,11 +44,11 @@ DOCKERFILE = ROOT / "Dockerfile"
 DEMO = ROOT / "deploy" / "ctxserve.toml"
 IMAGE = os.environ.get("CTXSERVE_TEST_IMAGE", "localhost/ctxserve:pytest")
 PODMAN = ["podman", "--runtime", "runc"]
-# What this machine's rootful podman needs (see deploy/container-check.sh).
+# What this machine's rootful podman needs (no registry, crun fails on cgroups in hybrid mode).
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 USER_ID = "10001"
 # Base images that can be made here when they cannot be pulled: the Debian release whose
-# python3 stands in (the same stand-in as deploy/container-check.sh makes).
+# python3 stands in.
 STAND_INS = {"docker.io/library/python:3.13-slim": "trixie"}
 
 pytestmark = pytest.mark.container
