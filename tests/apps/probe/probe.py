@@ -25,6 +25,10 @@ def _me():
     return os.environ.get("APP_ID", "?")
 
 
+#: The app this copy of the module was imported for: each app has its own.
+_IMPORTED_FOR = _me()
+
+
 def _json(start_response, data, status="200 OK"):
     body = json.dumps(data).encode()
     start_response(status, [("Content-Type", "application/json"),
@@ -45,6 +49,8 @@ def application(environ, start_response):
 def whoami(environ, start_response, query, tag):
     if "sleep" in query:
         time.sleep(float(query["sleep"]))
+    if "print" in query:
+        print(f"{_me()} {tag} whoami")
     ctx = decimal.getcontext()
     return _json(start_response, {
         "id": _me(),
@@ -58,6 +64,8 @@ def whoami(environ, start_response, query, tag):
         "script_name": environ.get("SCRIPT_NAME"),
         "path_info": environ.get("PATH_INFO"),
         "tag": tag,
+        # Module identity: "probe" as the app's namespace resolves it now.
+        "module": sys.modules[__name__]._IMPORTED_FOR,
     })
 
 
