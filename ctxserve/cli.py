@@ -99,6 +99,18 @@ def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
     return worst
 
 
+def _line_buffered(stream: object) -> None:
+    """The server's stdout, where ``inherit`` apps print, written line by line.
+
+    A block-buffered stdout (a pipe, a file, systemd) would hold up to 8 KiB
+    of every app's finished lines in a worker, lost if it is killed (SIGKILL,
+    OOM, a segfault); a terminal is line-buffered already.
+    """
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -108,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "worker_class": args.worker_class}
             overrides = {k: v for k, v in changes.items() if v is not None}
             config = _config.override_server(config, **overrides)
+            _line_buffered(sys.stdout)
             Server(config, overrides).run()
             return 0
         if args.command == "reload":

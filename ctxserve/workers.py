@@ -48,7 +48,16 @@ class SyncWorker(RequestScope, _SyncWorker):
 
 
 class ThreadWorker(RequestScope, _ThreadWorker):
-    pass
+    def _handle_in_scope(self, *args: Any) -> Any:
+        try:
+            return super()._handle_in_scope(*args)
+        except SystemExit as exc:
+            # In a pool thread a SystemExit is the app's own (sys.exit() in
+            # its response iterator): gunicorn's signal handlers raise theirs
+            # in the main thread. Escaping, it would end the worker — and
+            # every app's requests in flight — so it ends this request only.
+            raise RuntimeError(f"the app called sys.exit({exc.code!r}) while its response "
+                               "was being sent") from exc
 
 
 #: ``[server] worker_class`` -> the worker ``ctxserve serve`` runs.
