@@ -83,40 +83,55 @@ _bootstrap: Any = importlib._bootstrap  # type: ignore[attr-defined]
 class Alias(ModuleType):
     """What the real ``sys.modules`` holds for a name private to some app.
 
-    Attribute reads go to the current app's module of that name (or to the
-    shared module of the same name outside apps and in apps without one).
-    Only C code and shared code that imports a private name see an alias;
-    code of the app itself gets its real modules.
+    Every attribute — read, written or deleted — is the current app's
+    module's of that name (or the shared module's of the same name outside
+    apps and in apps without one). Only C code and shared code that imports
+    a private name see an alias; code of the app itself gets its real
+    modules. The alias's own state lives in its ``__dict__``, read with
+    :func:`_own` (``__getattribute__`` forwards everything else).
     """
 
     def __init__(self, name: str, shared: ModuleType | None) -> None:
         super().__init__(name, f"ctxserve alias of the app-private module {name!r}")
-        self.__dict__["__ctxserve_shared__"] = shared
+        _own(self)["__ctxserve_shared__"] = shared
 
-    def _ctxserve_target(self) -> ModuleType:
-        name = self.__dict__["__name__"]
-        b = _binding.current.get()
-        if b is not None and b.modules is not None:
-            module = b.modules.lookup(name)
-        else:
-            module = self.__dict__["__ctxserve_shared__"] or _import_shared(self)
-        if module is None:
-            where = f"app {b.name!r}" if b is not None else "the server (outside every app)"
-            raise ModuleNotFoundError(f"No module named {name!r} in {where}", name=name)
-        return module
+    def __getattribute__(self, attribute: str) -> Any:
+        return getattr(_target(self, attribute), attribute)
 
-    def __getattr__(self, attribute: str) -> Any:
-        try:
-            module = self._ctxserve_target()
-        except ModuleNotFoundError as exc:
-            # An AttributeError, so that getattr(m, name, default) and hasattr()
-            # work for code that scans sys.modules outside apps (gunicorn's
-            # reloader, hypothesis, inspect).
-            raise AttributeError(f"{exc}; no attribute {attribute!r}", name=attribute, obj=self) from exc
-        return getattr(module, attribute)
+    def __setattr__(self, attribute: str, value: Any) -> None:
+        setattr(_target(self, attribute), attribute, value)
+
+    def __delattr__(self, attribute: str) -> None:
+        delattr(_target(self, attribute), attribute)
 
     def __dir__(self) -> list[str]:
-        return dir(self._ctxserve_target())
+        return dir(_target(self, "__dir__"))
+
+    def __repr__(self) -> str:
+        return f"<ctxserve alias of module {_own(self)['__name__']!r}>"
+
+
+def _own(alias: Alias) -> dict[str, Any]:
+    """The alias's own ``__dict__`` (its name and shared module)."""
+    return ModuleType.__getattribute__(alias, "__dict__")  # type: ignore[no-any-return]
+
+
+def _target(alias: Alias, attribute: str) -> ModuleType:
+    """The module an alias stands for in the current context."""
+    own = _own(alias)
+    b = _binding.current.get()
+    if b is not None and b.modules is not None:
+        module = b.modules.lookup(own["__name__"])
+    else:
+        module = own["__ctxserve_shared__"] or _import_shared(alias)
+    if module is None:
+        # An AttributeError, so that getattr(m, name, default) and hasattr()
+        # work for code that scans sys.modules outside apps (gunicorn's
+        # reloader, hypothesis, inspect).
+        where = f"app {b.name!r}" if b is not None else "the server (outside every app)"
+        raise AttributeError(f"No module named {own['__name__']!r} in {where}; "
+                             f"no attribute {attribute!r}", name=attribute, obj=alias)
+    return module
 
 
 _shared_lock = threading.RLock()
@@ -130,9 +145,10 @@ def _import_shared(alias: Alias) -> ModuleType | None:
     of that name (if there is one) is imported here, on first use, and
     becomes the alias's shared module.
     """
-    name = alias.__dict__["__name__"]
+    own = _own(alias)
+    name = own["__name__"]
     with _shared_lock:
-        shared = alias.__dict__["__ctxserve_shared__"]
+        shared = own["__ctxserve_shared__"]
         if shared is not None:
             return shared  # type: ignore[no-any-return]
         parent = name.rpartition(".")[0]
@@ -141,11 +157,11 @@ def _import_shared(alias: Alias) -> ModuleType | None:
         if spec is None:
             return None
         module = importlib.util.module_from_spec(spec)
-        alias.__dict__["__ctxserve_shared__"] = module
+        own["__ctxserve_shared__"] = module
         try:
             spec.loader.exec_module(module)
         except BaseException:
-            alias.__dict__["__ctxserve_shared__"] = None
+            own["__ctxserve_shared__"] = None
             raise
         return module
 
@@ -238,7 +254,7 @@ class Namespace(MutableMapping[str, ModuleType]):
             return module
         module = real_modules.get(name)
         if type(module) is Alias:
-            return module.__dict__["__ctxserve_shared__"]  # type: ignore[no-any-return]
+            return _own(module)["__ctxserve_shared__"]  # type: ignore[no-any-return,arg-type]
         return module
 
     def __getitem__(self, name: str) -> ModuleType:
@@ -266,7 +282,7 @@ class Namespace(MutableMapping[str, ModuleType]):
         else:
             present = real_modules.get(name)
             if type(present) is Alias:
-                present.__dict__["__ctxserve_shared__"] = module
+                _own(present)["__ctxserve_shared__"] = module
             else:
                 real_modules[name] = module
 
@@ -276,9 +292,9 @@ class Namespace(MutableMapping[str, ModuleType]):
             return
         present = real_modules.get(name)
         if type(present) is Alias:
-            if present.__dict__["__ctxserve_shared__"] is None:
+            if _own(present)["__ctxserve_shared__"] is None:
                 raise KeyError(name)
-            present.__dict__["__ctxserve_shared__"] = None
+            _own(present)["__ctxserve_shared__"] = None
         else:
             del real_modules[name]
 
@@ -341,7 +357,7 @@ class Namespace(MutableMapping[str, ModuleType]):
 def _is_shared(top: str) -> bool:
     present = real_modules.get(top)
     if present is not None:
-        return type(present) is not Alias or present.__dict__["__ctxserve_shared__"] is not None
+        return type(present) is not Alias or _own(present)["__ctxserve_shared__"] is not None
     return top in sys.builtin_module_names or \
         importlib.machinery.PathFinder.find_spec(top, _binding_plain_path()) is not None
 
