@@ -260,9 +260,19 @@ def open_destination(app: str, stream: str, destination: str) -> AppWriter:
     return AppWriter(target.write, fileno=target.file.fileno, name=destination, app=app, stream=stream)
 
 
+_EMPTY_STDIN: TextIO | None = None
+
+
 def empty_stdin() -> TextIO:
-    """``sys.stdin`` inside apps: a real, empty stream (reads give EOF)."""
-    return open(os.devnull, encoding="utf-8")
+    """``sys.stdin`` inside apps: a real, empty stream (reads give EOF).
+
+    One for every app: reading ``/dev/null`` changes nothing, and 1000 apps
+    need not hold 1000 file descriptors.
+    """
+    global _EMPTY_STDIN
+    if _EMPTY_STDIN is None or _EMPTY_STDIN.closed:
+        _EMPTY_STDIN = open(os.devnull, encoding="utf-8")
+    return _EMPTY_STDIN
 
 
 # -- the stand-ins in sys.__dict__ --------------------------------------------
