@@ -106,7 +106,7 @@ class App:
             if self.wsgi is None:
                 self.wsgi = self.context.run(load_callable, self.config.app)
             self.context.run(_streams.flush_partial_lines)
-        except (Exception, SystemExit) as exc:
+        except _APP_ERRORS as exc:
             self.context.run(traceback.print_exc)
             self.context.run(_streams.flush_partial_lines)
             self.error = f"{type(exc).__name__}: {exc}"
