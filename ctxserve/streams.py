@@ -15,6 +15,7 @@ its newline arrives or the request ends.
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import io
 import logging
@@ -272,6 +273,7 @@ def empty_stdin() -> TextIO:
     global _EMPTY_STDIN
     if _EMPTY_STDIN is None or _EMPTY_STDIN.closed:
         _EMPTY_STDIN = open(os.devnull, encoding="utf-8")
+        atexit.register(_EMPTY_STDIN.close)
     return _EMPTY_STDIN
 
 

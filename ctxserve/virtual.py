@@ -104,6 +104,7 @@ def install() -> None:
         if hasattr(os, "environb"):
             os.environb = _environ.EnvironbView()  # type: ignore[assignment]
         _patch_popen()
+        _patch_system()
         _installed = True
     _binding.install_propagation()
 
@@ -121,3 +122,23 @@ def _patch_popen() -> None:
         original(self, *args, **kwargs)
 
     subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _patch_system() -> None:
+    """``os.system`` inside an app: the same shell command, with the app's environment.
+
+    C's ``system(3)`` passes the real process environment, which never
+    holds an app's values; inside an app the command runs through
+    ``subprocess`` (which gets the app's view) and the result is encoded as
+    ``os.system`` encodes it, a wait status.
+    """
+    original = os.system
+
+    @functools.wraps(original)
+    def system(command: Any) -> int:
+        if _binding.current.get() is None:
+            return original(command)
+        code = subprocess.call(os.fsdecode(command), shell=True)
+        return code << 8 if code >= 0 else -code
+
+    os.system = system

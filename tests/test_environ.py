@@ -294,11 +294,11 @@ def test_outside_every_app_os_environ_is_the_real_environment(app):
     assert name not in ctxserve.environ.real_environ
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: only subprocess.Popen is given the app's environ; os.system (and os.exec*/os.spawn* "
-    "without env, C getenv) use the real process environment, so a child of an app with "
-    "inherit_environ = false sees the server's variables and not the app's own"))
 def test_os_system_in_an_app_runs_with_the_apps_environ(app, monkeypatch):
     monkeypatch.setenv("CTXSERVE_SERVER_ONLY", "server")
     script = 'test -z "$CTXSERVE_SERVER_ONLY" && test "$TOKEN" = t0k'
     assert inside(app, lambda: os.system(script)) == 0
+
+
+def test_os_system_in_an_app_returns_a_wait_status_as_plain_python_does(app):
+    assert inside(app, lambda: os.system("exit 3")) == os.system("exit 3") == 3 << 8
