@@ -84,6 +84,9 @@ class App:
         self._scopable = False
         if config.max_concurrency:
             self._slots = threading.BoundedSemaphore(config.max_concurrency)
+            # A waiting request holds a worker thread: at most as many may
+            # wait as may run, so a saturated app cannot take every thread.
+            self._waiting = threading.BoundedSemaphore(config.max_concurrency)
             self.serve = self._serve_limited
 
     @property
@@ -163,10 +166,11 @@ class App:
         """``_serve`` within ``max_concurrency``: wait ``queue_timeout`` for a slot, else 503.
 
         The slot is held until the response is closed, not only during the
-        call: a streaming response is still in flight.
+        call: a streaming response is still in flight. A request waits for a
+        slot only if fewer than ``max_concurrency`` others are waiting.
         """
-        timeout = self.config.queue_timeout
-        if not self._slots.acquire(timeout > 0, timeout if timeout > 0 else None):
+        if not self._slots.acquire(False) and not self._wait_for_slot():
+            timeout = self.config.queue_timeout
             start_response("503 Service Unavailable",
                            [*_TEXT, ("Retry-After", str(max(1, round(timeout))))])
             return [f"Service Unavailable: app {self.name!r} is at its max_concurrency\n".encode()]
@@ -179,6 +183,15 @@ class App:
             self._slots.release()
             raise
         return _binding.bind_response(result, ctx, environ, self._end_limited)
+
+    def _wait_for_slot(self) -> bool:
+        timeout = self.config.queue_timeout
+        if timeout <= 0 or not self._waiting.acquire(False):
+            return False
+        try:
+            return self._slots.acquire(True, timeout)
+        finally:
+            self._waiting.release()
 
     def _end_limited(self) -> None:
         try:
