@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -99,6 +100,20 @@ def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
     return worst
 
 
+def _all_apps_load(config: _config.Config) -> bool:
+    """``strict = true``: load every app once, before anything is bound.
+
+    In a child process (``ctxserve check``), so that gunicorn's master stays
+    free of the apps' imports; its table and errors are shown as they are.
+    """
+    check = subprocess.run([sys.executable, "-m", "ctxserve", "check", str(config.path)],
+                           stdin=subprocess.DEVNULL, check=False)
+    if check.returncode != 0:
+        print(f"ctxserve: {config.path}: server.strict: every app must load; not starting",
+              file=sys.stderr)
+    return check.returncode == 0
+
+
 def _line_buffered(stream: object) -> None:
     """The server's stdout, where ``inherit`` apps print, written line by line.
 
@@ -120,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "worker_class": args.worker_class}
             overrides = {k: v for k, v in changes.items() if v is not None}
             config = _config.override_server(config, **overrides)
+            if config.server.strict and not _all_apps_load(config):
+                return 1
             _line_buffered(sys.stdout)
             Server(config, overrides).run()
             return 0

@@ -229,7 +229,10 @@ class Server(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         _log_app_records()
-        return application(self.config)
+        # strict is enforced before the server starts (cli: ctxserve check in
+        # a child); a worker that loads later — a respawn, a SIGHUP — serves
+        # 503 for an app that fails rather than taking the server down.
+        return application(self.config, strict=False)
 
 
 def _log_app_records() -> None:

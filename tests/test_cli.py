@@ -197,8 +197,10 @@ def test_serve_strict_refuses_to_start_when_an_app_fails(make_config, tmp_path):
         "gone": {"app": "no_such_module_for_ctxserve:application", "mount": "/gone"},
     }, server={"strict": True})
     result = run("serve", str(config), "--bind", "127.0.0.1:0", cwd=tmp_path, timeout=30)
-    assert result.returncode != 0
-    assert re.search(r"server\.strict: every app must load, but gone: ModuleNotFoundError", result.stderr)
+    assert result.returncode == 1
+    assert "server.strict: every app must load; not starting" in result.stderr
+    assert table_rows(result.stdout)["gone"][-1].startswith("failed: ModuleNotFoundError")
+    assert "Listening at" not in result.stderr  # refused before anything was bound
 
 
 # -- serve: running and stopping ------------------------------------------------------------
