@@ -325,24 +325,27 @@ class Namespace(MutableMapping[str, ModuleType]):
         standard import protocol (``importlib._bootstrap.__import__``) in
         this app's context, where ``sys.modules`` is this namespace.
         """
-        if level:
+        if level == 0:
+            module = self.modules.get(name) or self.lookup(name)
+        else:
             package = globals.get("__package__") if globals else None
             absolute = _resolve(name, package, level) if package else None
-        else:
-            absolute = name
-        if absolute is not None:
-            module = self.lookup(absolute)
-            if module is not None and not _initializing(module):
-                if not fromlist:
-                    if level == 0 and "." in name:
-                        top = self.lookup(name.partition(".")[0])
-                        if top is not None:
-                            return top
-                    elif not name or "." not in name:
-                        return module
-                elif not hasattr(module, "__path__") or all(
-                        x != "*" and hasattr(module, x) for x in fromlist):
-                    return module
+            module = self.lookup(absolute) if absolute else None
+        # Only dict lookups below: hasattr() on a module that lacks the
+        # attribute builds an AttributeError, which costs more than the rest.
+        attributes = getattr(module, "__dict__", None)
+        if type(attributes) is dict and getattr(
+                attributes.get("__spec__"), "__dict__", _NOTHING).get("_initializing") is not True:
+            if not fromlist:
+                if "." not in name:
+                    return module  # type: ignore[return-value]
+                if level == 0:
+                    top = self.lookup(name.partition(".")[0])
+                    if top is not None:
+                        return top
+            elif "__path__" not in attributes or all(
+                    x != "*" and x in attributes for x in fromlist):
+                return module  # type: ignore[return-value]
         b = _binding.current.get()
         if b is not None and b.modules is self:
             return _bootstrap.__import__(name, globals, locals, fromlist, level)  # type: ignore[no-any-return]
@@ -374,9 +377,9 @@ def _resolve(name: str, package: str, level: int) -> str | None:
     return f"{bits[0]}.{name}" if name else bits[0]
 
 
-def _initializing(module: ModuleType) -> bool:
-    """True while another thread is still executing the module's body."""
-    return getattr(getattr(module, "__spec__", None), "_initializing", False) is True
+#: ``spec.__dict__`` of a module without a spec: ``_initializing`` is True
+#: while another thread is still executing a module's body.
+_NOTHING: dict[str, Any] = {}
 
 
 class IsolateGuard:
