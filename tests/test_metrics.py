@@ -154,6 +154,9 @@ def test_a_restarted_worker_loses_nothing_and_its_live_gauges_go(serve, make_con
         assert server.get("/a/whoami").status_code == 200
     made += 20
     os.kill(victim, signal.SIGTERM)  # graceful: gunicorn starts another worker
+    # A worker told to stop may still take a connection or two before it
+    # notices; ask for the two workers once it is gone.
+    assert wait_for(lambda: not Path(f"/proc/{victim}").exists(), timeout=30)
     new_pids, more = find_workers(server, 2)
     made += more
     assert victim not in new_pids

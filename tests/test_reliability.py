@@ -709,8 +709,8 @@ def test_an_apps_environ_values_appear_nowhere_but_in_that_app(tmp_path_factory)
         assert get("/fa/raise-iter").status_code == 500
         assert get("/broken/").status_code == 503
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            busy = pool.submit(requests.get, server.url + "/limited/pid?sleep=1.5", timeout=30)
-            assert wait_for(lambda: get("/limited/whoami").status_code == 503, timeout=10)
+            busy = pool.submit(requests.get, server.url + "/limited/pid?sleep=3", timeout=30)
+            assert wait_for(lambda: get("/limited/whoami").status_code == 503, timeout=20)
             busy.result()
         assert get("/nowhere").status_code == 404
     finally:
