@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import TEST_APPS, Server, serve_command, start_server, toml_text
+from support import TEST_APPS, Server, serve_command, start_server, toml_text
 
 FAULTS = TEST_APPS / "faults"
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import ROOT, Server, probe_app, wait_for
+from support import ROOT, Server, probe_app, wait_for
 from ctxserve.config import ConfigError, parse
 from ctxserve.dispatch import Dispatcher
 from ctxserve.server import application

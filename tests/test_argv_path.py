@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import ctxserve.streams
-from conftest import TEST_APPS, Server, hammer, probe_app, serve_command, start_server, toml_text
+from support import TEST_APPS, Server, hammer, probe_app, serve_command, start_server, toml_text
 from ctxserve.apps import App
 from ctxserve.config import parse
 

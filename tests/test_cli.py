@@ -21,7 +21,7 @@ import pytest
 import requests
 
 import ctxserve
-from conftest import probe_app, wait_for
+from support import probe_app, wait_for
 
 SECRET = "hunter2-do-not-print-me"
 

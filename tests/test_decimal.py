@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, hammer, probe_app, serve_command, start_server, toml_text
+from support import Server, hammer, probe_app, serve_command, start_server, toml_text
 from ctxserve.apps import App
 from ctxserve.config import parse
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from conftest import hammer, probe_app, wait_for
+from support import hammer, probe_app, wait_for
 from ctxserve.apps import App
 from ctxserve.config import parse
 from ctxserve.dispatch import Dispatcher

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import TEST_APPS, hammer
+from support import TEST_APPS, hammer
 
 pytestmark = [
     pytest.mark.server,

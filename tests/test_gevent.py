@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("gevent")
 
-from conftest import Server, hammer, probe_app, serve_command, start_server, toml_text  # noqa: E402
+from support import Server, hammer, probe_app, serve_command, start_server, toml_text  # noqa: E402
 
 pytestmark = pytest.mark.server
 

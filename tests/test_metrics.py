@@ -20,7 +20,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client
 
-from conftest import Server, hammer, probe_app, wait_for
+from support import Server, hammer, probe_app, wait_for
 from ctxserve.config import parse
 from ctxserve.metrics import quantile
 from ctxserve.server import application

@@ -37,7 +37,7 @@ import werkzeug
 from werkzeug.test import Client
 
 import ctxserve
-from conftest import TEST_APPS
+from support import TEST_APPS
 from ctxserve.apps import App
 from ctxserve.namespaces import Alias, real_modules
 

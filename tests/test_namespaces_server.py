@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import TEST_APPS, hammer
+from support import TEST_APPS, hammer
 
 NS = TEST_APPS / "ns"
 BOTH = ("alpha", "beta")

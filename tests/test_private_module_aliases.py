@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import probe_app, wait_for
+from support import probe_app, wait_for
 from ctxserve.apps import App
 from ctxserve.config import parse
 from ctxserve.namespaces import Alias

@@ -38,7 +38,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Server, probe_app, serve_command, start_server, wait_for
+from support import Server, probe_app, serve_command, start_server, wait_for
 from reliability_helpers import (Checker, children, faults_app, figure, memory_kb, module_server, ms,
                                  percentile, worker_pid, write_config)
 

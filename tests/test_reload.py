@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import hammer
+from support import hammer
 
 pytestmark = pytest.mark.server
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Server
+from support import Server
 from ctxserve import binding
 from ctxserve.apps import App
 from ctxserve.config import parse

@@ -25,7 +25,7 @@ from collections import Counter
 import pytest
 import requests
 
-from conftest import Server, probe_app
+from support import Server, probe_app
 from reliability_helpers import figure, memory_kb, module_server
 
 APPS = {name: prec for name, prec in zip("abcd", (5, 6, 7, 8))}

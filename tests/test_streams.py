@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import hammer, probe_app, serve_command, start_server, toml_text
+from support import hammer, probe_app, serve_command, start_server, toml_text
 from ctxserve.apps import App
 from ctxserve.config import parse
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import probe_app, wait_for
+from support import probe_app, wait_for
 from ctxserve import binding
 from ctxserve.apps import App
 from ctxserve.config import parse
