@@ -12,7 +12,7 @@ def application(request):
     lines = [
         f"app: envinfo at {request.script_root or '/'}",
         f"argv: {sys.argv}",
-        f"path[0]: {sys.path[0]}",
+        f"path[0]: {os.path.relpath(sys.path[0])}",  # relative to the server's directory
         f"environ has {len(os.environ)} names; ENVINFO_* are:",
         *(f"  {k}={v}" for k, v in shown.items()),
         f"LEDGER_CURRENCY visible: {'LEDGER_CURRENCY' in os.environ}",
