@@ -32,11 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the apps with gunicorn")
     serve.add_argument("config", nargs="?", default="ctxserve.toml", metavar="CONFIG",
                        help="config file (default: ./ctxserve.toml)")
-    serve.add_argument("--bind", action="append", metavar="ADDR",
-                       help="address to listen on (repeatable); replaces [server] bind")
-    serve.add_argument("--workers", type=int, metavar="N")
-    serve.add_argument("--threads", type=int, metavar="N")
-    serve.add_argument("--worker-class", metavar="K", help="sync, gthread or gevent")
+    # One option per [server] key declared with a flag; values are checked
+    # by the same declarations as the file (config.override_server).
+    for setting in _config.serve_options():
+        serve.add_argument(setting.option, dest=setting.name, metavar=setting.flag,
+                           action="append" if setting.repeat else "store",
+                           help=f"{setting.doc}; replaces [server] {setting.name}".replace("%", "%%")
+                                + (" (repeatable)" if setting.repeat else ""))
 
     check = commands.add_parser("check", help="validate the config and load every app")
     check.add_argument("config", nargs="?", default="ctxserve.toml", metavar="CONFIG")
@@ -131,9 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _config.load(args.config)
         if args.command == "serve":
-            changes = {"bind": args.bind, "workers": args.workers, "threads": args.threads,
-                       "worker_class": args.worker_class}
-            overrides = {k: v for k, v in changes.items() if v is not None}
+            overrides = {setting.name: getattr(args, setting.name) for setting in _config.serve_options()
+                         if getattr(args, setting.name) is not None}
             config = _config.override_server(config, **overrides)
             if config.server.strict and not _all_apps_load(config):
                 return 1

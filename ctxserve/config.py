@@ -2,9 +2,20 @@
 
 The config file is the user-facing contract, so this module follows one rule:
 every key is declared exactly once, in :data:`SETTINGS` (section, name,
-check, default, one-line meaning).  Validation, defaults, did-you-mean
-suggestions for unknown keys and the markdown key reference are all derived
-from that table, so there is no second list to keep in sync.
+check, default, one-line meaning, and for ``[server]`` keys the gunicorn
+setting it controls and its ``ctxserve serve`` option).  Everything else is
+derived from that table, so there is no second list to keep in sync:
+
+* validation, defaults and did-you-mean suggestions for unknown keys;
+* the :class:`ServerConfig` and :class:`AppConfig` dataclasses (one field per
+  key, in declaration order, with the declared defaults);
+* the options of ``ctxserve serve`` (:func:`serve_options`, checked again by
+  :func:`override_server` with the same declarations);
+* the gunicorn settings (:func:`gunicorn_settings`);
+* the markdown key reference in the README (:func:`reference_markdown`).
+
+A new ``[server]`` key is one ``Setting(...)`` line: give it ``gunicorn=`` to
+hand it to gunicorn and ``flag=`` for a command-line option.
 
 Bad configuration never half-starts a server: the first problem found is
 raised as a :class:`ConfigError` whose text names the file, the key path and
@@ -34,16 +45,20 @@ from typing import Any, NoReturn
 from gunicorn import config as gunicorn_config
 
 __all__ = [
+    "ACCESS_LOG_FORMAT",
     "AppConfig",
     "Config",
     "ConfigError",
+    "GUNICORN_WORKERS",
     "SETTINGS",
     "ServerConfig",
     "Setting",
+    "gunicorn_settings",
     "load",
     "override_server",
     "parse",
     "reference_markdown",
+    "serve_options",
 ]
 
 
@@ -58,70 +73,6 @@ class ConfigError(Exception):
 # --------------------------------------------------------------------------
 # The validated configuration, as the rest of ctxserve sees it.
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """The ``[server]`` table.  Defaults match the declarations in SETTINGS."""
-
-    bind: tuple[str, ...] = ("127.0.0.1:8000",)
-    workers: int = 1
-    threads: int = 8
-    worker_class: str = "gthread"
-    timeout: int = 30
-    strict: bool = False
-    admin: str = ""
-    access_log: str = ""  # "" off, "-" stdout, else an absolute path
-    gunicorn: Mapping[str, Any] = field(default_factory=dict)
-    """Extra gunicorn settings by gunicorn name, values as written in the file.
-
-    They have passed gunicorn's own validator; they are kept as written (not
-    as the validator's result) so they can be handed to gunicorn's
-    ``Config.set`` again.
-    """
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    """One ``[apps.NAME]`` table, with paths made absolute and values normalised."""
-
-    name: str
-    app: str
-    mount: str
-    host: tuple[str, ...]
-    path: tuple[str, ...]
-    environ: Mapping[str, str]
-    inherit_environ: bool | tuple[str, ...]
-    stdout: str
-    stderr: str
-    argv: tuple[str, ...]
-    decimal: Mapping[str, Any]
-    isolate: tuple[str, ...]
-    max_concurrency: int = 0
-    queue_timeout: float = 0.0
-
-    def decimal_context(self) -> decimal.Context | None:
-        """A NEW decimal.Context for this app, or None when none is configured.
-
-        A new object every call, because a Context is mutable and each app
-        (and each thread of it) must not share one with another.
-        """
-        if not self.decimal:
-            return None
-        kwargs = dict(self.decimal)
-        for name in ("traps", "flags"):
-            if name in kwargs:
-                kwargs[name] = [getattr(decimal, signal) for signal in kwargs[name]]
-        return decimal.Context(**kwargs)
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole file: where it is, the server settings and the apps in file order."""
-
-    path: Path
-    server: ServerConfig
-    apps: tuple[AppConfig, ...]
 
 
 # --------------------------------------------------------------------------
@@ -415,8 +366,20 @@ def _directory(value: Any, at: _At) -> str:
 # -- server ------------------------------------------------------------------
 
 
+#: ``[server] worker_class`` -> the gunicorn worker ``ctxserve serve`` runs:
+#: gunicorn's own, each request in one context (``ctxserve.workers``).
+GUNICORN_WORKERS = {
+    "sync": "ctxserve.workers.SyncWorker",
+    "gthread": "ctxserve.workers.ThreadWorker",
+    "gevent": "ctxserve.workers.GeventWorker",
+}
+
+#: gunicorn's default access-log format, plus the routed app's name.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" app=%({ctxserve.app}e)s'
+
+
 def _worker_class(value: Any, at: _At) -> str:
-    value = _choice("sync", "gthread", "gevent")(value, at)
+    value = _choice(*GUNICORN_WORKERS)(value, at)
     if value == "gevent":
         try:
             import gevent  # noqa: F401
@@ -610,7 +573,12 @@ class Setting:
     later, e.g. argv defaults to the app name), REQUIRED means it must be given.
     ``shown`` overrides how the default appears in the reference.
     ``gunicorn`` names the gunicorn setting a [server] key controls, which is
-    therefore refused in [server.gunicorn].
+    therefore refused in [server.gunicorn]; ``to_gunicorn(server)`` gives
+    the gunicorn settings it stands for (default: its value under that name;
+    ``{}`` leaves gunicorn's default).
+    ``flag`` (a metavar) gives a [server] key its ``ctxserve serve`` option,
+    :attr:`option`; ``repeat``: the option may be given several times (each
+    occurrence goes through ``check``, which returns a tuple, and they add up).
     """
 
     section: str
@@ -620,18 +588,40 @@ class Setting:
     doc: str
     shown: str = ""
     gunicorn: str = ""
+    to_gunicorn: Callable[[Any], Mapping[str, Any]] | None = None
+    flag: str = ""
+    repeat: bool = False
+
+    @property
+    def option(self) -> str:
+        """The command-line spelling of the key, e.g. ``--worker-class``."""
+        return "--" + self.name.replace("_", "-")
+
+    def gunicorn_values(self, server: Any) -> Mapping[str, Any]:
+        """The gunicorn settings, by gunicorn name, this key of *server* stands for."""
+        if self.to_gunicorn is not None:
+            return self.to_gunicorn(server)
+        value = getattr(server, self.name)
+        return {self.gunicorn: list(value) if isinstance(value, tuple) else value} if self.gunicorn else {}
 
 
 SETTINGS: tuple[Setting, ...] = (
     # [server]
     Setting("server", "bind", _one_or_list_of(_address, "addresses"), "127.0.0.1:8000",
-            f"address to listen on, or a list of them: {_ADDRESS}", gunicorn="bind"),
-    Setting("server", "workers", _integer(1), 1, "number of worker processes", gunicorn="workers"),
+            f"address to listen on, or a list of them: {_ADDRESS}", gunicorn="bind",
+            # The admin listener is one more bind, always the last one.
+            to_gunicorn=lambda server: {"bind": [*server.bind, *([server.admin] if server.admin else [])]},
+            flag="ADDR", repeat=True),
+    Setting("server", "workers", _integer(1), 1, "number of worker processes", gunicorn="workers", flag="N"),
     Setting("server", "threads", _integer(1), 8, "threads per worker; more than 1 selects the gthread worker",
-            gunicorn="threads"),
+            gunicorn="threads", flag="N",
+            # gunicorn turns "sync" with threads > 1 into gthread; a user who
+            # asks for sync means one request at a time per worker.
+            to_gunicorn=lambda server: {"threads": 1 if server.worker_class == "sync" else server.threads}),
     Setting("server", "worker_class", _worker_class, "gthread",
             '"sync", "gthread" or "gevent" (gevent needs `pip install \'ctxserve[gevent]\'`)',
-            gunicorn="worker_class"),
+            gunicorn="worker_class", flag="K",
+            to_gunicorn=lambda server: {"worker_class": GUNICORN_WORKERS[server.worker_class]}),
     Setting("server", "timeout", _integer(0), 30,
             "seconds a silent worker is given before it is restarted (0: never)", gunicorn="timeout"),
     Setting("server", "strict", _boolean, False, "true: refuse to start if any app fails to load"),
@@ -640,7 +630,9 @@ SETTINGS: tuple[Setting, ...] = (
             'e.g. "127.0.0.1:9100"; "" = off'),
     Setting("server", "access_log", _access_log, "",
             '"-" = stdout, a file path (relative to the config file), or "" = off; lines name the app',
-            gunicorn="accesslog"),
+            gunicorn="accesslog",
+            to_gunicorn=lambda server: {"accesslog": server.access_log, "access_log_format": ACCESS_LOG_FORMAT}
+            if server.access_log else {}),
     Setting("server", "gunicorn", _gunicorn, {},
             "table `[server.gunicorn]`: any other gunicorn setting, by its gunicorn name"),
     # [apps.NAME]
@@ -720,18 +712,105 @@ def _check_section(data: Mapping[str, Any], section: str, at: _At) -> dict[str, 
 
 
 # --------------------------------------------------------------------------
+# The validated configuration, as the rest of ctxserve sees it: dataclasses
+# whose fields are the declared keys, in declaration order.
+# --------------------------------------------------------------------------
+
+
+def _fields(section: str) -> list[tuple[str, Any, Any]]:
+    """``(name, type, field)`` for each key of *section*; defaults are the checked declared defaults.
+
+    Keyword-only, so a required key may follow keys with defaults. A
+    default that is a table or list is copied for each instance.
+    """
+    at = _At("", section, Path.cwd())
+    fields: list[tuple[str, Any, Any]] = []
+    for setting in _section(section).values():
+        if setting.default is REQUIRED:
+            fields.append((setting.name, Any, field()))
+            continue
+        default = None if setting.default is None else setting.check(setting.default, at.child(setting.name))
+        if isinstance(default, (dict, list)):
+            fields.append((setting.name, Any, field(default_factory=lambda d=default: type(d)(d))))
+        else:
+            fields.append((setting.name, Any, field(default=default)))
+    return fields
+
+
+def _decimal_context(self: Any) -> decimal.Context | None:
+    """A NEW decimal.Context for this app, or None when none is configured.
+
+    A new object every call, because a Context is mutable and each app
+    (and each thread of it) must not share one with another.
+    """
+    if not self.decimal:
+        return None
+    kwargs = dict(self.decimal)
+    for name in ("traps", "flags"):
+        if name in kwargs:
+            kwargs[name] = [getattr(decimal, signal) for signal in kwargs[name]]
+    return decimal.Context(**kwargs)
+
+
+ServerConfig = dataclasses.make_dataclass(
+    "ServerConfig", _fields("server"), frozen=True, kw_only=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "The ``[server]`` table: one field per declared key (SETTINGS), same defaults.\n\n"
+                   "``gunicorn`` holds the extra gunicorn settings as written in the file: they\n"
+                   "have passed gunicorn's own validator and can be handed to its ``Config.set``.",
+    })
+
+AppConfig = dataclasses.make_dataclass(
+    "AppConfig", [("name", str, field()), *_fields("apps.NAME")], frozen=True, kw_only=True,
+    namespace={
+        "__module__": __name__,
+        "__doc__": "One ``[apps.NAME]`` table: its name, then one field per declared key,\n"
+                   "with paths made absolute and values normalised.",
+        "decimal_context": _decimal_context,
+    })
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole file: where it is, the server settings and the apps in file order."""
+
+    path: Path
+    server: Any  # ServerConfig
+    apps: tuple[Any, ...]  # AppConfig
+
+
+def serve_options() -> tuple[Setting, ...]:
+    """The [server] keys that ``ctxserve serve`` takes as options (``Setting.flag``)."""
+    return tuple(s for s in SETTINGS if s.section == "server" and s.flag)
+
+
+def gunicorn_settings(server: Any) -> dict[str, Any]:
+    """The gunicorn settings that a ServerConfig stands for, by gunicorn name.
+
+    Each declared key's own (``Setting.gunicorn_values``), then
+    ``[server.gunicorn]``, which may set anything ctxserve does not own.
+    """
+    settings: dict[str, Any] = {}
+    for setting in _section("server").values():
+        settings.update(setting.gunicorn_values(server))
+    settings.update(server.gunicorn)
+    return settings
+
+
+# --------------------------------------------------------------------------
 # Whole-file rules and the public functions.
 # --------------------------------------------------------------------------
 
 
-def _check_admin_not_bound(server: ServerConfig, at: _At) -> None:
+def _check_admin_not_bound(server: Any, at: _At) -> None:
     """The admin listener cannot share an address with the public listeners."""
     # Port 0 (an ephemeral port) is not a clash: each listener gets its own.
     if server.admin and server.admin in server.bind and not server.admin.endswith(":0"):
         at.error(f'"{server.admin}" is also in bind; the admin listener needs its own address')
 
 
-def _app(name: Any, table: Any, at: _At) -> AppConfig:
+def _app(name: Any, table: Any, at: _At) -> Any:
     if not isinstance(name, str) or not _APP_NAME.fullmatch(name):
         at.error('app names may use only letters, digits, "_", "." and "-"')
     if not isinstance(table, Mapping):
@@ -745,7 +824,7 @@ def _app(name: Any, table: Any, at: _At) -> AppConfig:
     return AppConfig(name=name, **values)
 
 
-def _check_routes(apps: Iterable[AppConfig], at: _At) -> None:
+def _check_routes(apps: Iterable[Any], at: _At) -> None:
     """Each (host, mount) pair belongs to one app; an app without host has host None."""
     owners: dict[tuple[str | None, str], str] = {}
     for app in apps:
@@ -813,7 +892,7 @@ def load(path: str | os.PathLike[str]) -> Config:
 
 def _from_command_line(value: Any, setting: Setting) -> Any:
     """Command-line values may arrive as text; integers are converted here."""
-    integer = isinstance(setting.default, int) and not isinstance(setting.default, bool)
+    integer = type(setting.default) is int
     if integer and isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]{1,18}\s*", value):
         return int(value)
     return value
@@ -834,8 +913,14 @@ def override_server(config: Config, **changes: Any) -> Config:
             raise TypeError(f"override_server() got an unknown server setting {name!r}")
         if value is None:
             continue
-        at = _At("", "--" + name.replace("_", "-"), Path.cwd())
-        checked[name] = settings[name].check(_from_command_line(value, settings[name]), at)
+        setting = settings[name]
+        at = _At("", setting.option, Path.cwd())
+        if setting.repeat and isinstance(value, (list, tuple)):
+            # Each occurrence of a repeated option is checked on its own, so a
+            # message names the option, not a position in a list.
+            checked[name] = sum((setting.check(_from_command_line(v, setting), at) for v in value), ())
+        else:
+            checked[name] = setting.check(_from_command_line(value, setting), at)
     server = dataclasses.replace(config.server, **checked)
     blamed = "--admin" if "admin" in checked else "--bind"
     if "admin" in checked or "bind" in checked:

@@ -25,13 +25,8 @@ from . import streams as _streams
 from . import config as _config
 from .config import Config, ConfigError
 from .dispatch import Dispatcher
-from .workers import WORKERS
 
 __all__ = ["Server", "application", "build", "gunicorn_hooks", "gunicorn_settings", "print_table"]
-
-#: gunicorn's default access-log format, plus the routed app's name.
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" app=%({ctxserve.app}e)s'
-
 
 def build(config: Config, *, strict: bool | None = None) -> Dispatcher:
     """Load every app of *config*, each in its own context, and route to them.
@@ -72,24 +67,12 @@ def application(config: Config, *, strict: bool | None = None) -> Any:
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
-    """The gunicorn settings that ``[server]`` stands for, by gunicorn name."""
-    server = config.server
-    settings: dict[str, Any] = {
-        # The admin listener is one more bind, always the last one.
-        "bind": [*server.bind, server.admin] if server.admin else list(server.bind),
-        "workers": server.workers,
-        # gunicorn turns "sync" with threads > 1 into gthread; a user who
-        # asks for sync means one request at a time per worker.
-        "threads": 1 if server.worker_class == "sync" else server.threads,
-        # gunicorn's own workers, each request in one context (workers.py).
-        "worker_class": WORKERS[server.worker_class],
-        "timeout": server.timeout,
-    }
-    if server.access_log:
-        settings["accesslog"] = server.access_log
-        settings["access_log_format"] = ACCESS_LOG_FORMAT
-    settings.update(server.gunicorn)
-    return settings
+    """The gunicorn settings that ``[server]`` stands for, by gunicorn name.
+
+    Derived from the declarations (:func:`ctxserve.config.gunicorn_settings`):
+    a ``[server]`` key reaches gunicorn through its ``Setting``.
+    """
+    return _config.gunicorn_settings(config.server)
 
 
 def print_table(apps: Sequence[_apps.App], file: TextIO | None = None) -> None:

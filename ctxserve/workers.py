@@ -20,6 +20,7 @@ from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
 from . import binding as _binding
+from . import config as _config
 from . import streams as _streams
 
 __all__ = ["SyncWorker", "ThreadWorker", "GeventWorker", "WORKERS"]
@@ -60,12 +61,8 @@ class ThreadWorker(RequestScope, _ThreadWorker):
                                "was being sent") from exc
 
 
-#: ``[server] worker_class`` -> the worker ``ctxserve serve`` runs.
-WORKERS = {
-    "sync": "ctxserve.workers.SyncWorker",
-    "gthread": "ctxserve.workers.ThreadWorker",
-    "gevent": "ctxserve.workers.GeventWorker",
-}
+#: ``[server] worker_class`` -> the worker ``ctxserve serve`` runs (declared in config).
+WORKERS = _config.GUNICORN_WORKERS
 
 
 def __getattr__(name: str) -> Any:

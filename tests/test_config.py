@@ -13,16 +13,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gunicorn import config as gunicorn_config
+
+from ctxserve.cli import main
 from ctxserve.config import (
+    REQUIRED,
     SETTINGS,
     AppConfig,
     Config,
     ConfigError,
     ServerConfig,
+    gunicorn_settings,
     load,
     override_server,
     parse,
     reference_markdown,
+    serve_options,
 )
 
 MINIMAL_APP = """
@@ -469,6 +475,64 @@ def test_override_server_validates_with_the_same_declarations(config, changes, m
 def test_override_server_refuses_unknown_names(config):
     with pytest.raises(TypeError):
         override_server(config, wokers=2)
+
+
+# -- what derives from SETTINGS: the dataclasses, the serve options, gunicorn's settings --
+
+
+def test_dataclass_defaults_are_the_checked_declared_defaults():
+    for cls, section in ((ServerConfig, "server"), (AppConfig, "apps.NAME")):
+        for f in dataclasses.fields(cls):
+            setting = {s.name: s for s in SETTINGS if s.section == section}.get(f.name)
+            if setting is None or setting.default is REQUIRED:
+                assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                continue
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            expected = None if setting.default is None else setting.check(setting.default, _at(f.name))
+            assert default == expected, f.name
+
+
+def _at(key: str):
+    from ctxserve.config import _At  # the checks' own location type
+
+    return _At("", key, Path.cwd())
+
+
+def test_serve_takes_one_option_per_declared_flag(capsys):
+    options = serve_options()
+    assert {s.name for s in options} >= {"bind", "workers", "threads", "worker_class"}
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    usage = capsys.readouterr().out
+    for setting in options:
+        assert f"{setting.option} {setting.flag}" in usage
+
+
+@pytest.mark.parametrize("setting", serve_options(), ids=lambda s: s.name)
+def test_every_serve_option_is_checked_by_its_declaration(write_config, capsys, setting):
+    path = write_config(MINIMAL_APP)
+    assert main(["serve", str(path), setting.option, "\0"]) == 2
+    assert capsys.readouterr().err.startswith(f"ctxserve: {setting.option}: expected ")
+
+
+def test_every_gunicorn_key_reaches_gunicorn_and_gunicorn_accepts_it():
+    server = ServerConfig(admin="127.0.0.1:9100", access_log="-", gunicorn={"keepalive": 7})
+    settings = gunicorn_settings(server)
+    owned = [s.gunicorn for s in SETTINGS if s.section == "server" and s.gunicorn]
+    assert set(owned) <= set(settings)
+    assert settings["bind"] == ["127.0.0.1:8000", "127.0.0.1:9100"]
+    assert settings["keepalive"] == 7
+    assert "app=%({ctxserve.app}e)s" in settings["access_log_format"]
+    gunicorn = gunicorn_config.Config()
+    for name, value in settings.items():
+        gunicorn.set(name, value)
+    assert gunicorn.worker_class_str == "ctxserve.workers.ThreadWorker"
+
+
+def test_sync_means_one_thread_and_no_access_log_leaves_gunicorns_default():
+    settings = gunicorn_settings(ServerConfig(worker_class="sync", threads=8))
+    assert settings["threads"] == 1
+    assert "accesslog" not in settings and "access_log_format" not in settings
 
 
 # -- reference ---------------------------------------------------------------------
