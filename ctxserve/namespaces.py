@@ -53,6 +53,17 @@ Why it is built this way — CPython constrains every piece:
 6. **A C extension cannot be loaded twice** (single-phase init modules share
    one state), so a package with C extensions in ``isolate`` is refused with
    an :class:`ImportError` when the app loads (:class:`IsolateGuard`).
+
+7. **Inside an app, ``sys.modules`` is a dict for every purpose** that
+   importlib and libraries use: a ``None`` entry blocks an import (defusedxml
+   blocks ``_elementtree`` that way to get the pure-Python parser); ``in``,
+   ``get``, ``pop``, ``setdefault``, ``del``, ``update`` and ``|=`` treat
+   ``None`` as an entry; iteration, ``keys()``, ``items()``, ``values()``
+   and ``copy()`` work on a snapshot, so a thread that imports meanwhile
+   never makes them fail. A private name's entry (``None`` included) is
+   the app's own; a shared name's entry is the process's, as in plain
+   Python, so that C code sees a shared block too. Iteration order is the
+   real dict's, not the order of the app's own insertions.
 """
 
 from __future__ import annotations
@@ -66,7 +77,7 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from types import ModuleType
 from typing import Any
 
@@ -248,46 +259,69 @@ class Namespace(MutableMapping[str, ModuleType]):
     # -- the mapping (sys.modules inside the app) ----------------------------
 
     def lookup(self, name: str) -> ModuleType | None:
-        """This app's module *name*, private or shared, or ``None``."""
-        module = self.modules.get(name)
-        if module is not None or self.is_private(name):
-            return module
+        """This app's module *name*, private or shared, or ``None``
+        (absent, or blocked by a ``None`` entry)."""
+        module = self.modules.get(name, _ABSENT)
+        if module is not _ABSENT:
+            return module  # type: ignore[return-value]
+        if self.is_private(name):
+            return None
         module = real_modules.get(name)
         if type(module) is Alias:
             return _own(module)["__ctxserve_shared__"]  # type: ignore[no-any-return,arg-type]
         return module
 
-    def __getitem__(self, name: str) -> ModuleType:
-        module = self.lookup(name)
-        if module is None:
-            raise KeyError(name)
+    def _find(self, name: Any) -> Any:
+        """The entry for *name* as a dict would hold it: a module, ``None``
+        (an import blocked, as ``sys.modules[name] = None`` does), any
+        other object a library put there, or :data:`_ABSENT`."""
+        if type(name) is not str:
+            return real_modules.get(name, _ABSENT)  # never private: names are strings
+        module = self.modules.get(name, _ABSENT)
+        if module is not _ABSENT or self.is_private(name):
+            return module
+        module = real_modules.get(name, _ABSENT)
+        if type(module) is Alias:
+            shared = _own(module)["__ctxserve_shared__"]
+            return _ABSENT if shared is None else shared
         return module
 
+    def __getitem__(self, name: str) -> ModuleType:
+        module = self._find(name)
+        if module is _ABSENT:
+            raise KeyError(name)
+        return module  # type: ignore[no-any-return]
+
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        module = self.lookup(name)
-        return default if module is None else module
+        module = self._find(name)
+        return default if module is _ABSENT else module
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.lookup(name) is not None
+        return self._find(name) is not _ABSENT
 
     def __setitem__(self, name: str, module: ModuleType) -> None:
-        if self.is_private(name):
+        if type(name) is str and self.is_private(name):
             if isinstance(module, ModuleType) and \
                     module.__dict__.get("__builtins__") in (None, builtins, builtins.__dict__):
                 module.__dict__["__builtins__"] = self.builtins
             self.modules[name] = module
             present = real_modules.get(name)
-            if type(present) is not Alias:
+            # A None entry only blocks this app's imports, which all reach
+            # this table: it needs no alias for C code to find.
+            if module is not None and type(present) is not Alias:
                 real_modules[name] = Alias(name, present)
+            return
+        # A shared name is one entry for the whole process, as in plain
+        # Python: None included, so that C code (the import statement's fast
+        # path in shared modules) sees the block too.
+        present = real_modules.get(name)
+        if type(present) is Alias:
+            _own(present)["__ctxserve_shared__"] = module
         else:
-            present = real_modules.get(name)
-            if type(present) is Alias:
-                _own(present)["__ctxserve_shared__"] = module
-            else:
-                real_modules[name] = module
+            real_modules[name] = module
 
     def __delitem__(self, name: str) -> None:
-        if self.is_private(name):
+        if type(name) is str and self.is_private(name):
             del self.modules[name]
             return
         present = real_modules.get(name)
@@ -298,14 +332,50 @@ class Namespace(MutableMapping[str, ModuleType]):
         else:
             del real_modules[name]
 
+    def copy(self) -> dict[str, ModuleType]:
+        """A snapshot, taken as ``dict.copy()`` takes one: never a KeyError
+        because another thread imported or removed a module meanwhile."""
+        own = dict(self.modules)
+        snapshot: dict[str, Any] = {}
+        for name, module in list(real_modules.items()):
+            if type(name) is str and (name in own or self.is_private(name)):
+                if name in own:
+                    snapshot[name] = own.pop(name)
+                continue
+            if type(module) is Alias:
+                module = _own(module)["__ctxserve_shared__"]
+                if module is None:
+                    continue
+            snapshot[name] = module
+        snapshot.update(own)  # private None entries have no alias
+        return snapshot
+
+    # Iteration and the views work on a snapshot, as ``list(sys.modules)``
+    # on a dict does: importing never changes what an iteration yields.
     def __iter__(self) -> Iterator[str]:
-        return iter([name for name in list(real_modules) if self.lookup(name) is not None])
+        return iter(self.copy())
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        return len(self.copy())
 
-    def copy(self) -> dict[str, ModuleType]:
-        return {name: self[name] for name in self}
+    def keys(self) -> KeysView[str]:
+        return _Keys(self)
+
+    def items(self) -> ItemsView[str, ModuleType]:
+        return _Items(self)
+
+    def values(self) -> ValuesView[ModuleType]:
+        return _Values(self)
+
+    def __or__(self, other: Any) -> dict[str, Any]:
+        return self.copy() | other
+
+    def __ror__(self, other: Any) -> dict[str, Any]:
+        return other | self.copy()  # type: ignore[no-any-return]
+
+    def __ior__(self, other: Any) -> Namespace:
+        self.update(other)
+        return self
 
     __eq__ = object.__eq__  # one namespace per app: identity, and hashable
     __hash__ = object.__hash__
@@ -375,6 +445,26 @@ def _resolve(name: str, package: str, level: int) -> str | None:
     if len(bits) < level:
         return None  # beyond the top-level package: let importlib raise
     return f"{bits[0]}.{name}" if name else bits[0]
+
+
+#: What :meth:`Namespace._find` returns for a name with no entry (``None``
+#: is an entry: a blocked import).
+_ABSENT: Any = object()
+
+
+class _Keys(KeysView[str]):
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping.copy())  # type: ignore[attr-defined]
+
+
+class _Items(ItemsView[str, ModuleType]):
+    def __iter__(self) -> Iterator[tuple[str, ModuleType]]:
+        return iter(self._mapping.copy().items())  # type: ignore[attr-defined]
+
+
+class _Values(ValuesView[ModuleType]):
+    def __iter__(self) -> Iterator[ModuleType]:
+        return iter(self._mapping.copy().values())  # type: ignore[attr-defined]
 
 
 #: ``spec.__dict__`` of a module without a spec: ``_initializing`` is True

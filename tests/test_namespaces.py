@@ -30,6 +30,7 @@ import typing
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -659,3 +660,158 @@ def test_an_app_module_named_like_an_imported_stdlib_module_does_not_replace_it(
     assert dispatcher.apps[0].loaded, dispatcher.apps[0].status
     assert Client(dispatcher).get("/").data == b"stdlib"
     assert sys.modules["calendar"] is calendar
+
+
+# -- sys.modules inside an app is a dict ------------------------------------------------------
+
+#: Names the differential test operates on: alpha's own modules (private) and
+#: names that exist nowhere (shared: their entries are the process's).
+DICT_KEYS = ("config", "models", "utils.text", "ctxserve_diff_shared_a", "ctxserve_diff_shared_b.sub")
+
+
+def _dict_op(target: Any, op: tuple[Any, ...]) -> Any:
+    """Apply one operation to *target* (a dict or the app's sys.modules);
+    the result, with an exception as its type."""
+    kind, key, value = op
+    try:
+        if kind == "getitem":
+            return target[key]
+        if kind == "contains":
+            return key in target
+        if kind == "get":
+            return target.get(key)
+        if kind == "get_default":
+            return target.get(key, "default")
+        if kind == "pop":
+            return target.pop(key)
+        if kind == "pop_default":
+            return target.pop(key, "default")
+        if kind == "setdefault":
+            return target.setdefault(key, value)
+        if kind == "set":
+            target[key] = value
+            return "done"
+        if kind == "del":
+            del target[key]
+            return "done"
+        if kind == "update":
+            target.update({key: value})
+            return "done"
+        if kind == "ior":
+            target |= {key: value}
+            return "done"
+        if kind == "copy":
+            return {k: v for k, v in target.copy().items() if k in DICT_KEYS}
+        if kind == "iter":
+            return sorted(k for k in target if k in DICT_KEYS)
+        if kind == "keys":
+            return sorted(k for k in list(target.keys()) if k in DICT_KEYS)
+        if kind == "items":
+            return {k: v for k, v in list(target.items()) if k in DICT_KEYS}
+        if kind == "values":
+            return len(list(target.values()))
+        if kind == "len":
+            return len(target)
+    except Exception as exc:  # noqa: BLE001 — the exception's type is the result
+        return type(exc)
+    raise AssertionError(kind)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(a[k] is b[k] for k in a)
+    return a is b or (type(a) is type(b) and not isinstance(a, ModuleType) and a == b)
+
+
+def test_sys_modules_in_an_app_behaves_as_a_dict_for_any_sequence_of_operations(two_apps):
+    """A differential test: the same operations on the app's sys.modules and on a dict."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    app = two_apps["alpha"]
+    namespace = app.binding.modules
+    app.context.run(lambda: importlib.import_module("app").owners())  # all of alpha's modules imported
+    values = [None, *(ModuleType(f"value{i}") for i in range(3))]
+    kinds = ["getitem", "contains", "get", "get_default", "pop", "pop_default", "setdefault",
+             "set", "del", "update", "ior", "copy", "iter", "keys", "items", "values", "len"]
+    operations = st.lists(st.tuples(st.sampled_from(kinds), st.sampled_from(DICT_KEYS),
+                                    st.sampled_from(values)), max_size=30)
+    saved_private = dict(namespace.modules)
+
+    def restore() -> None:
+        namespace.modules.clear()
+        namespace.modules.update(saved_private)
+        for key in DICT_KEYS[3:]:
+            real_modules.pop(key, None)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(operations)
+    def same_as_a_dict(ops: list[tuple[Any, ...]]) -> None:
+        restore()
+        try:
+            sys_modules = app.context.run(lambda: sys.modules)
+            assert sys_modules is namespace
+            model = {key: sys_modules[key] for key in DICT_KEYS if key in sys_modules}
+            offset = app.context.run(len, sys_modules) - len(model)
+            for op in ops:
+                got = app.context.run(_dict_op, sys_modules, op)
+                expected = _dict_op(model, op)
+                if op[0] in ("len", "values"):
+                    assert got - offset == expected, op
+                else:
+                    assert _same(got, expected), (op, got, expected)
+            final = {key: sys_modules[key] for key in DICT_KEYS if app.context.run(
+                sys_modules.__contains__, key)}
+            assert _same(final, model)
+        finally:
+            restore()
+
+    same_as_a_dict()
+
+
+def test_a_none_entry_blocks_the_import_in_the_app_as_in_plain_python(two_apps):
+    app = two_apps["alpha"]
+
+    def blocked() -> str:
+        saved = sys.modules.pop("config")
+        sys.modules["config"] = None
+        try:
+            importlib.import_module("config")
+        except ImportError as exc:
+            return str(exc)
+        finally:
+            sys.modules["config"] = saved
+        return "imported"
+
+    assert app.context.run(blocked) == "import of config halted; None in sys.modules"
+    assert app.context.run(lambda: importlib.import_module("config").OWNER) == "alpha"
+
+
+def test_snapshots_of_sys_modules_never_fail_while_another_thread_imports(two_apps):
+    """``list(sys.modules.items())`` while modules come and go, as a dict's snapshot."""
+    app = two_apps["alpha"]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        while not stop.is_set():
+            sys.modules.pop("lazy", None)
+            importlib.import_module("lazy")
+
+    def snapshots() -> None:
+        try:
+            for _ in range(300):
+                dict(sys.modules.items())
+                list(sys.modules.values())
+                [name for name in sys.modules.keys()]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    churner = threading.Thread(target=app.context.copy().run, args=(churn,))
+    churner.start()
+    try:
+        app.context.run(snapshots)
+    finally:
+        stop.set()
+        churner.join(10)
+    assert errors == []

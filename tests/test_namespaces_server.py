@@ -103,3 +103,20 @@ def test_apps_preloaded_in_the_master_keep_their_namespaces_in_two_workers(make_
             break
         check(requests.get(f"{server.url}/{BOTH[attempt % 2]}/", timeout=30), BOTH[attempt % 2])
     assert len(answered) == 2, answered
+
+
+@pytest.mark.server
+def test_an_app_parses_xml_bodies_through_defusedxml(make_config, serve):
+    """defusedxml blocks ``_elementtree`` with a None entry in sys.modules while it
+    imports the pure-Python parser; inside an app that block must hold."""
+    config = make_config({"feeds": fixture_app("xmlfeed", "feeds"), "alpha": fixture_app("alpha")})
+    server = serve(config, "--worker-class", "gthread", "--threads", "4")
+    response = requests.post(f"{server.url}/feeds/", timeout=10,
+                             data=b"<feed><item>one</item><item>two</item></feed>")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"root": "feed", "items": ["one", "two"]}
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]>'
+            b"<x>&b;</x>")
+    refused = requests.post(f"{server.url}/feeds/", data=bomb, timeout=10)
+    assert (refused.status_code, refused.text) == (400, "refused: EntitiesForbidden\n")
+    assert requests.get(f"{server.url}/alpha/", timeout=10).json()["owners"]["config"] == "alpha"
