@@ -25,8 +25,8 @@ from typing import Any, TypeAlias
 from . import binding as _binding
 from . import environ as _environ
 from . import namespaces as _namespaces
+from . import process as _process
 from . import streams as _streams
-from . import virtual as _virtual
 from .config import AppConfig
 
 __all__ = ["App", "WSGIApp", "load_callable"]
@@ -34,7 +34,7 @@ __all__ = ["App", "WSGIApp", "load_callable"]
 StartResponse: TypeAlias = Callable[..., Any]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_OWN_VARS = frozenset({_binding.current, _streams._partial})
+_OWN_VARS = frozenset({_binding.current, _streams.partial_lines})
 _INTERNAL_ERROR = [b"Internal Server Error: the application raised an exception\n"]
 #: What an app's call may raise that ends as a 500 for that request only.
 #: ``sys.exit()`` too: escaping into gunicorn's gthread worker it would end
@@ -61,7 +61,7 @@ class App:
         #: When the app last loaded (``time.time()``), for catching up on reloads.
         self.loaded_at = 0.0
         self.wsgi: WSGIApp | None = wsgi
-        _virtual.install()
+        _process.install()
         self.binding = _binding.Binding(
             config.name,
             environ=_environ.app_environ(config.environ, config.inherit_environ),
@@ -69,9 +69,9 @@ class App:
             stderr=_streams.open_destination(config.name, "stderr", config.stderr),
             stdin=_streams.empty_stdin(),
             argv=list(config.argv),
-            path=[*config.path, *_streams.plain["path"]],
+            path=[*config.path, *_binding.server.path],
             decimal=config.decimal_context(),
-            modules=_namespaces.new(config.name, config.isolate, tuple(_streams.plain["path"])),
+            modules=_namespaces.new(config.name, config.isolate, tuple(_binding.server.path)),
         )
         self.binding.modules.binding = self.binding
         self.context = _binding.context_for(self.binding)
@@ -120,7 +120,7 @@ class App:
         # The load may have left request-scoped state in the base context:
         # a partial output line, or a decimal context made by a
         # getcontext() at import time. Requests must not share either.
-        self.context.run(_streams._partial.set, None)
+        self.context.run(_streams.partial_lines.set, None)
         template = self.context[_binding.current].decimal
         if template is None and any(var.name == "decimal_context" for var in self.context):
             template = decimal.Context()
@@ -157,7 +157,7 @@ class App:
         except _APP_ERRORS:
             return ctx.run(_internal_error, start_response)
         if type(result) is list or type(result) is tuple:
-            if ctx.get(_streams._partial):
+            if ctx.get(_streams.partial_lines):
                 ctx.run(_streams.flush_partial_lines)
             return result
         return _binding.bind_response(result, ctx, environ, _streams.flush_partial_lines)

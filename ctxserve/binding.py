@@ -9,21 +9,23 @@ load, and every request runs in an O(1) copy of it.
 
 Code an app starts keeps the app's context: threads (``threading.Thread``),
 ``concurrent.futures`` thread pools, greenlets under gevent. asyncio tasks
-copy the context by themselves.
+copy the context by themselves. The hand-off points are patched by the
+process layer (``process.py``); :func:`run_detached`, :func:`begin_detached`
+and :func:`end_detached` here are what the patches call.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
 import decimal
 import functools
+import os
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Binding", "current", "context_for", "bind_response", "run_detached", "install_propagation"]
+__all__ = ["Binding", "current", "server", "request_scope", "context_for", "bind_response",
+           "run_detached", "begin_detached", "end_detached", "detach_hooks", "flush_hooks"]
 
 T = TypeVar("T")
 
@@ -75,6 +77,15 @@ class Binding:
 #: The current app's binding; ``None`` outside every app (the server itself).
 current: contextvars.ContextVar[Binding | None] = contextvars.ContextVar(
     "ctxserve.binding", default=None)
+
+#: The server's binding: what every virtualized global is outside every app,
+#: i.e. what plain Python would have (the real streams, ``sys.argv``,
+#: ``sys.path``, ``sys.modules`` and ``os.environ``). The stand-ins read it
+#: when :data:`current` is ``None``; assigning ``sys.stdout = x`` outside
+#: every app assigns it here. :func:`ctxserve.process.install` fills it from
+#: ``sys`` when it puts the stand-ins in place.
+server = Binding("", environ=os.environ, stdout=sys.stdout, stderr=sys.stderr,  # type: ignore[arg-type]
+                 stdin=sys.stdin, argv=sys.argv, path=sys.path, modules=sys.modules)
 
 
 #: True inside a request that ctxserve's own worker runs in a context of its
@@ -171,17 +182,27 @@ def _close_then(close: Callable[[], None] | None, after: Callable[[], None]) -> 
 detach_hooks: list[Callable[[], None]] = []
 
 
-def _detached(binding: Binding, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def begin_detached(binding: Binding) -> None:
+    """The start of a thread, pool job or greenlet of *binding*'s app, in its new context."""
     for hook in detach_hooks:
         hook()
     # A new thread of a real process starts with a fresh decimal context;
     # a new thread of an app starts with a fresh copy of the app's.
     decimal.setcontext(binding.new_decimal_context())
+
+
+def end_detached() -> None:
+    """The end of a thread, pool job or greenlet of an app: emit what it left unfinished."""
+    for hook in flush_hooks:
+        hook()
+
+
+def _detached(binding: Binding, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    begin_detached(binding)
     try:
         return fn(*args, **kwargs)
     finally:
-        for hook in flush_hooks:
-            hook()
+        end_detached()
 
 
 #: Called when a request, thread or pool job of an app ends (flush output).
@@ -198,95 +219,3 @@ def run_detached(fn: Callable[..., T]) -> Callable[..., T]:
     if binding is None:
         return fn
     return functools.partial(contextvars.copy_context().run, _detached, binding, fn)
-
-
-_installed = False
-_install_lock = threading.Lock()
-
-
-def install_propagation() -> None:
-    """Make threads, thread pools and greenlets started by an app carry its context.
-
-    Python 3.11–3.13 start every new thread with an empty context, and a
-    thread pool's workers run jobs in whatever context they were created in,
-    so the context is captured where the app hands work off: at
-    ``Thread.start()``, ``ThreadPoolExecutor.submit()`` and greenlet creation.
-    """
-    global _installed
-    with _install_lock:
-        if not _installed:
-            _patch_thread_start()
-            _patch_executor_submit()
-            _installed = True
-        _patch_gevent()
-
-
-def _patch_thread_start() -> None:
-    original = threading.Thread.start
-
-    @functools.wraps(original)
-    def start(self: threading.Thread) -> None:
-        if current.get() is not None:
-            # An instance attribute shadows ``run`` (also a subclass's run).
-            self.run = run_detached(self.run)  # type: ignore[method-assign]
-        original(self)
-
-    threading.Thread.start = start  # type: ignore[method-assign]
-
-
-def _patch_executor_submit() -> None:
-    original = concurrent.futures.ThreadPoolExecutor.submit
-
-    @functools.wraps(original)
-    def submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /,
-               *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        return original(self, run_detached(fn), *args, **kwargs)
-
-    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
-
-
-def _patch_gevent() -> None:
-    """Greenlets start with an empty context unless ``gr_context`` is set.
-
-    gevent's compiled ``Greenlet`` is an immutable type (its ``__init__``
-    cannot be replaced), so a subclass that sets ``gr_context`` takes its
-    place wherever gevent and app code look the class up.
-    """
-    gevent = sys.modules.get("gevent")
-    if gevent is None or getattr(gevent.Greenlet, "_ctxserve_patched", False):
-        return
-    import gevent.greenlet
-    import gevent.pool
-
-    base = gevent.Greenlet
-
-    class Greenlet(base):  # type: ignore[misc, valid-type]
-        __doc__ = base.__doc__
-        _ctxserve_patched = True
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            base.__init__(self, *args, **kwargs)
-            binding = current.get()
-            if binding is not None:
-                ctx = contextvars.copy_context()
-                ctx.run(_reset_for_greenlet, binding)
-                self.gr_context = ctx
-
-        def run(self) -> None:
-            try:
-                base.run(self)
-            finally:  # as for a thread: emit what it left without a newline
-                if current.get() is not None:
-                    for hook in flush_hooks:
-                        hook()
-
-    Greenlet.__module__, Greenlet.__qualname__ = base.__module__, base.__qualname__
-    gevent.Greenlet = gevent.greenlet.Greenlet = gevent.pool.Greenlet = Greenlet
-    gevent.spawn, gevent.spawn_later = Greenlet.spawn, Greenlet.spawn_later
-    gevent.pool.Group.greenlet_class = Greenlet  # Group.spawn and Pool.spawn
-
-
-def _reset_for_greenlet(binding: Binding) -> None:
-    for hook in detach_hooks:
-        hook()
-    decimal.setcontext(binding.new_decimal_context())

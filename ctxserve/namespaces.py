@@ -46,9 +46,9 @@ Why it is built this way — CPython constrains every piece:
 5. **importlib's module locks are keyed by module name for the process**,
    so two apps importing their own ``x`` and ``y`` in opposite orders looked
    like an import cycle (``_DeadlockError``). A private module's lock is its
-   app's own (``_bootstrap._get_module_lock`` is wrapped for that: the lock
-   table is the one piece of the import system not reached through
-   ``sys.modules``).
+   app's own (the process layer, ``process.py``, wraps
+   ``_bootstrap._get_module_lock`` for that: the lock table is the one piece
+   of the import system not reached through ``sys.modules``).
 
 6. **A C extension cannot be loaded twice** (single-phase init modules share
    one state), so a package with C extensions in ``isolate`` is refused with
@@ -69,7 +69,6 @@ Why it is built this way — CPython constrains every piece:
 from __future__ import annotations
 
 import builtins
-import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -83,7 +82,7 @@ from typing import Any
 
 from . import binding as _binding
 
-__all__ = ["Namespace", "Alias", "install", "real_modules"]
+__all__ = ["Namespace", "Alias", "IsolateGuard", "new", "real_modules"]
 
 #: The interpreter's own ``sys.modules`` dict.
 real_modules: dict[str, ModuleType] = sys.__dict__["modules"]
@@ -436,8 +435,7 @@ def _is_shared(top: str) -> bool:
 
 
 def _binding_plain_path() -> list[str]:
-    from .streams import plain
-    return plain.get("path") or sys.__dict__["path"]  # type: ignore[no-any-return]
+    return _binding.server.path
 
 
 def _resolve(name: str, package: str, level: int) -> str | None:
@@ -501,49 +499,9 @@ class IsolateGuard:
 
 
 _namespaces: weakref.WeakSet[Namespace] = weakref.WeakSet()
-_installed = False
-_lock = threading.Lock()
-
-
-def install() -> None:
-    """Put :class:`IsolateGuard` first on ``sys.meta_path`` and give apps
-    their own loggers for private module names (idempotent)."""
-    global _installed
-    with _lock:
-        if not _installed:
-            sys.meta_path.insert(0, IsolateGuard)  # type: ignore[arg-type]
-            _patch_get_logger()
-            _patch_module_locks()
-            _installed = True
-
-
-def _patch_module_locks() -> None:
-    original = _bootstrap._get_module_lock
-
-    def _get_module_lock(name: str) -> Any:
-        b = _binding.current.get()
-        if b is not None and b.modules is not None and b.modules.is_private(name):
-            return b.modules.module_lock(name)
-        return original(name)
-
-    _bootstrap._get_module_lock = _get_module_lock
-
-
-def _patch_get_logger() -> None:
-    original = logging.getLogger
-
-    @functools.wraps(original)
-    def getLogger(name: str | None = None) -> logging.Logger:
-        b = _binding.current.get()
-        if name and b is not None and b.modules is not None and b.modules.is_private(name):
-            return b.modules.logger(name)
-        return original(name)
-
-    logging.getLogger = getLogger
 
 
 def new(app: str, isolate: tuple[str, ...], shared_path: tuple[str, ...]) -> Namespace:
-    install()
     namespace = Namespace(app, isolate, shared_path)
     _namespaces.add(namespace)
     return namespace

@@ -21,7 +21,7 @@ from gunicorn import config as gunicorn_config
 from gunicorn.app.base import BaseApplication
 
 from . import apps as _apps
-from . import streams as _streams
+from . import binding as _binding
 from . import config as _config
 from .config import Config, ConfigError
 from .dispatch import Dispatcher
@@ -227,7 +227,7 @@ def _log_app_records() -> None:
     logger = logging.getLogger("ctxserve.app")
     if logger.handlers or logging.getLogger().handlers:
         return
-    handler = logging.StreamHandler(_streams.plain.get("stderr", sys.stderr))
+    handler = logging.StreamHandler(_binding.server.stderr)
     handler.setFormatter(logging.Formatter(
         "[%(asctime)s] [%(process)d] [%(levelname)s] [%(name)s] %(message)s",
         "%Y-%m-%d %H:%M:%S %z"))

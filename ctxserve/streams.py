@@ -26,30 +26,32 @@ from typing import Any, TextIO
 
 from . import binding as _binding
 
-__all__ = ["AppWriter", "StreamProxy", "open_destination", "flush_partial_lines", "plain"]
+__all__ = ["AppWriter", "StreamProxy", "open_destination", "empty_stdin", "flush_partial_lines",
+           "partial_lines", "resolve"]
 
-#: What each stream is outside every app: the value plain Python would have.
-#: ``sys.stdout = x`` outside every app updates this (see ``virtual.py``).
-plain: dict[str, Any] = {}
+#: The server's own streams (outside every app) are those of the server's
+#: binding, ``binding.server``: ``sys.stdout = x`` outside every app sets it.
+_server = _binding.server
 
 #: Per-request buffer of partial lines: ``{writer: text}``, created on the
 #: first partial write of a request and mutated in place after that (the
 #: context is the request's own, so one ``set`` per request at most).
-_partial: contextvars.ContextVar[dict[AppWriter, str] | None] = contextvars.ContextVar(
+#: Unset (``None``) while a request has written no partial line.
+partial_lines: contextvars.ContextVar[dict[AppWriter, str] | None] = contextvars.ContextVar(
     "ctxserve.partial_lines", default=None)
 
 
-def _partial_lines() -> dict[AppWriter, str]:
-    pending = _partial.get()
+def _pending() -> dict[AppWriter, str]:
+    pending = partial_lines.get()
     if pending is None:
         pending = {}
-        _partial.set(pending)
+        partial_lines.set(pending)
     return pending
 
 
 def flush_partial_lines() -> None:
     """Emit what the current request left without a final newline."""
-    pending = _partial.get()
+    pending = partial_lines.get()
     if pending:
         for writer, text in list(pending.items()):
             del pending[writer]
@@ -58,7 +60,7 @@ def flush_partial_lines() -> None:
 
 def _forget_partial_lines() -> None:
     """A thread or greenlet an app starts begins with no partial line."""
-    _partial.set(None)
+    partial_lines.set(None)
 
 
 _binding.detach_hooks.append(_forget_partial_lines)
@@ -95,19 +97,19 @@ class AppWriter(io.TextIOBase):
             # stream — a handler on a shared logger, say, which an app's
             # logging.basicConfig() put there. Its output is its own.
             return getattr(b, self._stream).write(s)  # type: ignore[no-any-return]
-        pending = _partial.get()
+        pending = partial_lines.get()
         if "\n" not in s:
             if s:
                 if pending is None:
                     pending = {}
-                    _partial.set(pending)
+                    partial_lines.set(pending)
                 pending[self] = pending.get(self, "") + s
             return len(s)
         head = pending.pop(self, "") if pending else ""
         cut = s.rfind("\n") + 1
         self._sink(head + s[:cut] if head else s[:cut])
         if cut < len(s):
-            _partial_lines()[self] = s[cut:]
+            _pending()[self] = s[cut:]
         return len(s)
 
     def emit(self, lines: str) -> None:
@@ -179,7 +181,7 @@ def _to_server_stream(stream: str, prefix: str) -> Callable[[str], None]:
     def sink(lines: str) -> None:
         text = prefix + lines[:-1].replace("\n", "\n" + prefix) + "\n"
         with _write_lock:  # one write per chunk: lines never interleave
-            plain[stream].write(text)
+            getattr(_server, stream).write(text)
         # No flush here: the server's stream buffers (or not) as it would
         # for plain Python — PYTHONUNBUFFERED=1 or a terminal for each line.
 
@@ -252,7 +254,7 @@ def open_destination(app: str, stream: str, destination: str) -> AppWriter:
     name = f"<{app} {stream}>"
     if destination == "inherit":
         return AppWriter(_to_server_stream(stream, f"[{app}] "),
-                         fileno=lambda: plain[stream].fileno(), name=name, app=app, stream=stream)
+                         fileno=lambda: getattr(_server, stream).fileno(), name=name, app=app, stream=stream)
     if destination == "null":
         return _NullWriter(_discard, name=name, app=app, stream=stream)
     if destination == "logging":
@@ -295,16 +297,13 @@ class StreamProxy:
         object.__setattr__(self, "_name", name)
 
     def _target(self) -> Any:
-        b = _binding.current.get()
-        return plain[self._name] if b is None else getattr(b, self._name)
+        return getattr(_binding.current.get() or _server, self._name)
 
     def write(self, s: Any) -> Any:
-        b = _binding.current.get()
-        return (plain[self._name] if b is None else getattr(b, self._name)).write(s)
+        return getattr(_binding.current.get() or _server, self._name).write(s)
 
     def flush(self) -> Any:
-        b = _binding.current.get()
-        return (plain[self._name] if b is None else getattr(b, self._name)).flush()
+        return getattr(_binding.current.get() or _server, self._name).flush()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._target(), name)
@@ -326,3 +325,8 @@ class StreamProxy:
 
     def __repr__(self) -> str:
         return repr(self._target())
+
+
+def resolve(stream: Any) -> Any:
+    """The stream *stream* stands for now: its target if it is a :class:`StreamProxy`."""
+    return stream._target() if isinstance(stream, StreamProxy) else stream

@@ -40,7 +40,7 @@ class RequestScope:
         try:
             return super().handle_request(*args)  # type: ignore[misc]
         finally:
-            if _streams._partial.get():
+            if _streams.partial_lines.get():
                 _streams.flush_partial_lines()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import ctxserve.streams
+import ctxserve.binding
 from support import TEST_APPS, Server, hammer, probe_app, serve_command, start_server, toml_text
 from ctxserve.apps import App
 from ctxserve.config import parse
@@ -131,8 +131,8 @@ def test_assigning_sys_argv_in_a_request_does_not_leak(tmp_path):
 
 def test_outside_every_app_sys_argv_and_sys_path_are_the_process_objects(tmp_path, monkeypatch):
     make_app(tmp_path, "app")  # ctxserve is installed in this process
-    assert sys.argv is sys.__dict__["argv"] is ctxserve.streams.plain["argv"]
-    assert sys.path is sys.__dict__["path"] is ctxserve.streams.plain["path"]
+    assert sys.argv is sys.__dict__["argv"] is ctxserve.binding.server.argv
+    assert sys.path is sys.__dict__["path"] is ctxserve.binding.server.path
 
     # Assigning outside every app is plain Python too, also for C code (sys.__dict__).
     new_argv = ["outside", "--flag"]

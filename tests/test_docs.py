@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from ctxserve import process
 from ctxserve.config import reference_markdown
 
 README = Path(__file__).parent.parent / "README.md"
@@ -10,6 +11,12 @@ README = Path(__file__).parent.parent / "README.md"
 def test_readme_embeds_the_current_key_reference() -> None:
     assert reference_markdown().rstrip("\n") in README.read_text(), (
         "README.md's key reference is out of date: replace it with `python -m ctxserve.config`")
+
+
+def test_readme_embeds_the_current_table_of_process_globals() -> None:
+    assert process.reference_markdown().rstrip("\n") in README.read_text(), (
+        "README.md's \"What ctxserve changes in your interpreter\" is out of date: "
+        "replace it with `python -m ctxserve.process`")
 
 
 def test_readme_starts_with_the_demo_and_test_commands() -> None:
