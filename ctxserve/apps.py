@@ -78,6 +78,7 @@ class App:
         #: What runs inside the request's context: the app, or the 503
         #: answer while it is not loaded (see :meth:`load`).
         self.target: WSGIApp = self._unavailable
+        self.errors = self.binding.stderr
         #: What the dispatcher calls: the app in its context, within its
         #: ``max_concurrency`` when it has one (chosen once, not per request).
         self.serve: WSGIApp = self._serve
@@ -129,6 +130,10 @@ class App:
         # request's own context instead of copying the base context: that is
         # the same thing as long as the base context holds nothing else.
         self._binding = self.context[_binding.current]
+        #: ``environ['wsgi.errors']``: the app's stderr destination (prefix,
+        #: file, null or logging), as its own process would have it — not
+        #: the server's error stream, which knows nothing of the app.
+        self.errors = self._binding.stderr
         self._scopable = all(var in _OWN_VARS or var.name == "decimal_context"
                              for var in self.context)
         return True
@@ -145,6 +150,7 @@ class App:
         of ctxserve's inside: errors become a 500 from here, and the partial
         output lines of a list-body request are looked up from outside.
         """
+        environ["wsgi.errors"] = self.errors
         if _binding.request_scope.get() and self._scopable:
             _binding.current.set(self._binding)
             try:
@@ -174,6 +180,7 @@ class App:
             start_response("503 Service Unavailable",
                            [*_TEXT, ("Retry-After", str(max(1, round(timeout))))])
             return [f"Service Unavailable: app {self.name!r} is at its max_concurrency\n".encode()]
+        environ["wsgi.errors"] = self.errors
         ctx = self.context.copy()
         try:
             result = ctx.run(self.target, environ, start_response)

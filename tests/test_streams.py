@@ -177,6 +177,44 @@ def test_logging_destination_emits_one_record_per_line_on_the_apps_logger(echo_r
     assert f"{LOGGED} E" not in echo_run.stdout
 
 
+# -- environ["wsgi.errors"] is the app's stderr ----------------------------------------
+
+def test_wsgi_errors_goes_to_each_apps_own_stderr_destination(tmp_path):
+    """Prefixed for "inherit", the app's file, nowhere for "null", a record for "logging"."""
+    apps = {"a": probe_app("a", "/a"), "b": probe_app("b", "/b"),
+            "fa": probe_app("fa", "/fa", stderr=str(tmp_path / "fa.err")),
+            NULL: probe_app(NULL, f"/{NULL}", stderr="null"),
+            LOGGED: probe_app(LOGGED, f"/{LOGGED}", stderr="logging")}
+    names = list(apps)
+    server = start(tmp_path, apps, {"worker_class": "gthread", "threads": 4})
+    sent: dict[str, list[str]] = {name: [] for name in names}
+    try:
+        def request(session, t: int, i: int) -> None:
+            app, tag = names[(t + i) % len(names)], f"W{t}x{i}"
+            r = session.get(f"{server.url}/{app}/wsgi-errors", params={"tag": tag}, timeout=30)
+            assert r.status_code == 200 and r.json() == {"id": app, "tag": tag}, r.text
+            sent[app].append(tag)
+
+        assert hammer(request, threads=4, per_thread=25, timeout=60) == 100
+    finally:
+        server.stop()
+    stderr, stdout = server.stderr(), server.stdout()
+    lines = with_marker(stderr, "wsgi-errors")
+    for app in ("a", "b"):
+        mine = [line for line in lines if line.startswith(f"[{app}] ")]
+        assert count_tags(mine, rf"\[{app}\] {app} (?P<tag>{TAG}) wsgi-errors") == exactly_once(sent[app])
+    assert count_tags((tmp_path / "fa.err").read_text().splitlines(),
+                      rf"fa (?P<tag>{TAG}) wsgi-errors") == exactly_once(sent["fa"])
+    logger = re.escape(f"[ctxserve.app.{LOGGED}]")
+    records = [line for line in lines if f"{LOGGED} W" in line]
+    assert count_tags(records, rf".*\[ERROR\] {logger} {LOGGED} (?P<tag>{TAG}) wsgi-errors") == \
+        exactly_once(sent[LOGGED])
+    unprefixed = [line for line in (stderr + stdout).splitlines()
+                  if re.match(rf"\w+ {TAG} wsgi-errors", line)]
+    assert unprefixed == []
+    assert f"{NULL} W" not in stderr + stdout
+
+
 # -- output printed after the app returned, or by code it started -----------------
 
 HANDOFF_APPS = ("a", "b")

@@ -79,6 +79,13 @@ def echo(environ, start_response, query, tag):
     return _json(start_response, {"id": _me(), "tag": tag})
 
 
+def wsgi_errors(environ, start_response, query, tag):
+    """Write one line to the WSGI error stream, as Flask's default logger does."""
+    environ["wsgi.errors"].write(f"{_me()} {tag} wsgi-errors\n")
+    environ["wsgi.errors"].flush()
+    return _json(start_response, {"id": _me(), "tag": tag})
+
+
 def stream(environ, start_response, query, tag):
     """Print while the server iterates the response, and on close."""
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -204,7 +211,7 @@ def greenlet(environ, start_response, query, tag):
 
 
 ROUTES = {
-    "/whoami": whoami, "/echo": echo, "/stream": stream, "/thread": thread,
+    "/whoami": whoami, "/echo": echo, "/wsgi-errors": wsgi_errors, "/stream": stream, "/thread": thread,
     "/executor": executor, "/child": child, "/proc-environ": proc_environ,
     "/setenv": setenv, "/getenv": getenv, "/setprec": setprec,
     "/redirect": redirect, "/stdin": stdin, "/boom": boom,
