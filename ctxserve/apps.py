@@ -12,7 +12,6 @@ on its routes and reports why in its :attr:`App.status`.
 
 from __future__ import annotations
 
-import ast
 import decimal
 import importlib
 import sys
@@ -27,7 +26,7 @@ from . import environ as _environ
 from . import namespaces as _namespaces
 from . import process as _process
 from . import streams as _streams
-from .config import AppConfig
+from .config import AppConfig, parse_app_spec
 
 __all__ = ["App", "WSGIApp", "load_callable"]
 
@@ -236,38 +235,25 @@ def _with_decimal(app: WSGIApp, template: decimal.Context) -> WSGIApp:
 def load_callable(spec: str) -> WSGIApp:
     """Import ``"module:attribute"`` or call ``"module:factory(args)"``.
 
-    Runs inside the app's context, so the module is found on the app's
-    ``sys.path`` and its import-time code sees the app's globals.
+    The spec is read by :func:`ctxserve.config.parse_app_spec`, the parser
+    the config validates it with. Runs inside the app's context, so the
+    module is found on the app's ``sys.path`` and its import-time code sees
+    the app's globals.
     """
-    module_name, _, expression = spec.partition(":")
-    module = importlib.import_module(module_name)
-    node = ast.parse(expression or "application", mode="eval").body
-    call: ast.Call | None = None
-    if isinstance(node, ast.Call):
-        call, node = node, node.func
-    obj: Any = module
-    for attribute in _dotted(node):
+    parsed = parse_app_spec(spec)
+    obj: Any = importlib.import_module(parsed.module)
+    for attribute in parsed.attribute:
         try:
             obj = getattr(obj, attribute)
         except AttributeError:
             raise AttributeError(
-                f"module {module_name!r} has no attribute {expression!r}; "
+                f"module {parsed.module!r} has no attribute {'.'.join(parsed.attribute)!r}; "
                 f"check the app spec {spec!r}") from None
-    if call is not None:
-        args = [ast.literal_eval(a) for a in call.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
-        obj = obj(*args, **kwargs)
+    if parsed.args is not None:
+        obj = obj(*parsed.args, **parsed.kwargs)
     if not callable(obj):
         raise TypeError(f"{spec!r} is not a WSGI callable (got {type(obj).__name__})")
     return obj  # type: ignore[no-any-return]
-
-
-def _dotted(node: ast.expr) -> list[str]:
-    if isinstance(node, ast.Name):
-        return [node.id]
-    if isinstance(node, ast.Attribute):
-        return [*_dotted(node.value), node.attr]
-    raise ValueError(f"not a dotted name: {ast.unparse(node)!r}")
 
 
 def describe(app: App) -> Mapping[str, str]:

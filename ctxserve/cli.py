@@ -7,6 +7,7 @@ configuration or usage — in which case nothing was started.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -66,18 +67,25 @@ def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
         print(f"ctxserve: {config.path}: server.admin: no admin listener configured; "
               "set [server] admin (and restart), or give --admin HOST:PORT", file=sys.stderr)
         return 2
-    host, _, port = address.rpartition(":")
-    if port == "0":
+    try:
+        parsed = _config.parse_address(address)
+    except ValueError as exc:
+        print(f"ctxserve: --admin: expected {exc}, got {address!r}", file=sys.stderr)
+        return 2
+    if not parsed.is_tcp:
+        print(f"ctxserve: {address}: the admin listener is a TCP address; give it with --admin HOST:PORT",
+              file=sys.stderr)
+        return 2
+    if parsed.port == 0:
         print(f"ctxserve: {address}: the admin port is chosen when the server starts; "
               "give the real one with --admin HOST:PORT", file=sys.stderr)
         return 2
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host in ("[::]", "::"):
-        host = "[::1]"
+    # A wildcard listens on every interface: ask it on the loopback one.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(parsed.host, parsed.host)
+    netloc = dataclasses.replace(parsed, host=host).netloc
     worst = 0
     for name in names:
-        url = f"http://{host}:{port}/apps/{urllib.parse.quote(name, safe='')}/reload"
+        url = f"http://{netloc}/apps/{urllib.parse.quote(name, safe='')}/reload"
         request = urllib.request.Request(url, method="POST", data=b"")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -90,7 +98,7 @@ def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
             except ValueError:
                 answer = {"error": exc.reason}
         except (OSError, ValueError) as exc:
-            print(f"ctxserve: cannot reach the admin listener at {host}:{port}: {exc}",
+            print(f"ctxserve: cannot reach the admin listener at {netloc}: {exc}",
                   file=sys.stderr)
             return 2
         if status == 200:

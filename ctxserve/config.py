@@ -17,6 +17,10 @@ derived from that table, so there is no second list to keep in sync:
 A new ``[server]`` key is one ``Setting(...)`` line: give it ``gunicorn=`` to
 hand it to gunicorn and ``flag=`` for a command-line option.
 
+The app spec and listening addresses are parsed by one function each,
+:func:`parse_app_spec` and :func:`parse_address`, which the loader, the
+command line and the admin listener use too.
+
 Bad configuration never half-starts a server: the first problem found is
 raised as a :class:`ConfigError` whose text names the file, the key path and
 what was expected, e.g.::
@@ -43,10 +47,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gunicorn import config as gunicorn_config
+from gunicorn import util as gunicorn_util
 
 __all__ = [
     "ACCESS_LOG_FORMAT",
+    "Address",
     "AppConfig",
+    "AppSpec",
     "Config",
     "ConfigError",
     "GUNICORN_WORKERS",
@@ -57,6 +64,8 @@ __all__ = [
     "load",
     "override_server",
     "parse",
+    "parse_address",
+    "parse_app_spec",
     "reference_markdown",
     "serve_options",
 ]
@@ -280,23 +289,68 @@ def _is_host(text: str) -> bool:
 _ADDRESS = '"HOST:PORT", "[IPv6]:PORT", "unix:/PATH" or "fd://N"'
 
 
+@dataclass(frozen=True)
+class Address:
+    """A listening address, as gunicorn's ``--bind`` takes it, parsed once.
+
+    Exactly one of the three kinds is set: TCP (``host``, ``port``), a unix
+    socket (``path``) or an inherited file descriptor (``fd``).
+    """
+
+    text: str
+    """As written."""
+    host: str = ""
+    """TCP: the host, lower-case; an IP address in its canonical form, IPv6 without brackets."""
+    port: int = 0
+    path: str = ""
+    fd: int | None = None
+
+    @property
+    def is_tcp(self) -> bool:
+        return not self.path and self.fd is None
+
+    @property
+    def netloc(self) -> str:
+        """TCP: ``HOST:PORT`` as a URL writes it (``[::1]:9100``)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse one listening address; ValueError says what was expected.
+
+    The forms are gunicorn's, read by gunicorn's own ``util.parse_address``
+    (so ctxserve reads an address as gunicorn binds it); ctxserve is only
+    stricter: a TCP address needs its port written out (gunicorn would
+    default to 8000) and a host that is a name or an IP address.
+    """
+    if not isinstance(text, str) or "\0" in text:
+        raise ValueError(f"an address {_ADDRESS}")
+    if text.startswith("unix:"):
+        path = gunicorn_util.parse_address(text)
+        if not path:
+            raise ValueError(f"an address {_ADDRESS}")
+        return Address(text, path=path)
+    if text.startswith("fd://"):
+        if not _PORT.fullmatch(text.removeprefix("fd://")):
+            raise ValueError(f"an address {_ADDRESS}")
+        return Address(text, fd=gunicorn_util.parse_address(text))
+    host, colon, port = text.rpartition(":")
+    if not (colon and _is_host(host) and _PORT.fullmatch(port)):
+        raise ValueError(f"an address {_ADDRESS}")
+    if int(port) > 65535:
+        raise ValueError("a port from 0 to 65535")
+    host, number = gunicorn_util.parse_address(text)
+    try:  # an IP address in its one spelling, as getsockname() gives it
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    return Address(text, host=host, port=number)
+
+
 def _address(value: Any, at: _At) -> str:
-    """One listening address, in the forms gunicorn's --bind accepts."""
-    if not isinstance(value, str):
-        at.expected(f"an address {_ADDRESS}", value)
-    if value.startswith("unix:"):
-        if value.removeprefix("unix:").removeprefix("//") and "\0" not in value:
-            return value
-    elif value.startswith("fd://"):
-        if _PORT.fullmatch(value.removeprefix("fd://")):
-            return value
-    else:
-        host, colon, port = value.rpartition(":")
-        if colon and _is_host(host) and _PORT.fullmatch(port):
-            if int(port) > 65535:
-                at.expected("a port from 0 to 65535", value)
-            return value
-    at.expected(f"an address {_ADDRESS}", value)
+    """One listening address, in the forms gunicorn's --bind accepts (kept as written)."""
+    _address_of(value, at)
+    return value
 
 
 def _admin(value: Any, at: _At) -> str:
@@ -309,10 +363,17 @@ def _admin(value: Any, at: _At) -> str:
         return ""
     if not isinstance(value, str):
         at.expected(what, value)
-    if value.startswith(("unix:", "fd://")):
+    if not _address_of(value, at).is_tcp:
         at.expected(what, value, "the admin listener must be TCP: on a unix socket or an inherited "
                                  "fd it could not be told apart from the public listeners safely")
-    return _address(value, at)
+    return value
+
+
+def _address_of(value: Any, at: _At) -> Address:
+    try:
+        return parse_address(value)
+    except ValueError as err:
+        at.expected(str(err), value)
 
 
 # -- files -------------------------------------------------------------------
@@ -427,35 +488,60 @@ def _gunicorn(value: Any, at: _At) -> dict[str, Any]:
 # -- apps --------------------------------------------------------------------
 
 _APP_SPEC = '"module:attribute" or "module:factory(args)", e.g. "blog.wsgi:application"'
+_FACTORY_ARGS = "factory arguments that are Python literals, e.g. \"blog:create_app('prod', debug=False)\""
 
 
-def _literal_call(text: str) -> bool:
-    """Is ``text`` a call ``f(...)`` whose arguments are all Python literals?"""
+@dataclass(frozen=True)
+class AppSpec:
+    """``module:attribute`` or ``module:factory(args)``, parsed.
+
+    ``attribute`` is the dotted path inside the module; ``args`` is None
+    for a plain attribute, else the factory's positional arguments (with
+    ``kwargs``), Python literals only.
+    """
+
+    module: str
+    attribute: tuple[str, ...]
+    args: tuple[Any, ...] | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_app_spec(text: str) -> AppSpec:
+    """Parse an app spec; ValueError says what was expected.
+
+    Syntax only: importing the module and finding the attribute is the
+    loader's job (:func:`ctxserve.apps.load_callable`), done in the app's
+    context.
+    """
+    if not isinstance(text, str):
+        raise ValueError(_APP_SPEC)
+    module, colon, target = text.partition(":")
+    name, paren, _ = target.partition("(")
+    if not (colon and _is_dotted_name(module) and _is_dotted_name(name)):
+        raise ValueError(_APP_SPEC)
+    if not paren:
+        return AppSpec(module, tuple(name.split(".")))
     try:
-        call = ast.parse(text, mode="eval").body
+        if not target.endswith(")"):
+            raise ValueError
+        call = ast.parse("f" + target[len(name):], mode="eval").body
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)):
-            return False
-        if any(isinstance(arg, ast.Starred) for arg in call.args):
-            return False
-        if any(kw.arg is None for kw in call.keywords):
-            return False
-        for node in [*call.args, *(kw.value for kw in call.keywords)]:
-            ast.literal_eval(node)
+            raise ValueError
+        if any(isinstance(arg, ast.Starred) for arg in call.args) or any(kw.arg is None for kw in call.keywords):
+            raise ValueError
+        args = tuple(ast.literal_eval(arg) for arg in call.args)
+        kwargs = {str(kw.arg): ast.literal_eval(kw.value) for kw in call.keywords}
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
-        return False
-    return True
+        raise ValueError(_FACTORY_ARGS) from None
+    return AppSpec(module, tuple(name.split(".")), args, kwargs)
 
 
 def _app_spec(value: Any, at: _At) -> str:
-    """Syntax only: importing the app is the loader's job, not the config's."""
-    if not isinstance(value, str):
-        at.expected(_APP_SPEC, value)
-    module, colon, target = value.partition(":")
-    name, paren, _ = target.partition("(")
-    if not (colon and _is_dotted_name(module) and _is_dotted_name(name)):
-        at.expected(_APP_SPEC, value)
-    if paren and not (target.endswith(")") and _literal_call("f" + target[len(name):])):
-        at.expected("factory arguments that are Python literals, e.g. \"blog:create_app('prod', debug=False)\"", value)
+    """Syntax only, kept as written: the loader parses it again in the app's context."""
+    try:
+        parse_app_spec(value)
+    except ValueError as err:
+        at.expected(str(err), value)
     return value
 
 
@@ -805,8 +891,11 @@ def gunicorn_settings(server: Any) -> dict[str, Any]:
 
 def _check_admin_not_bound(server: Any, at: _At) -> None:
     """The admin listener cannot share an address with the public listeners."""
+    if not server.admin:
+        return
+    admin = parse_address(server.admin)
     # Port 0 (an ephemeral port) is not a clash: each listener gets its own.
-    if server.admin and server.admin in server.bind and not server.admin.endswith(":0"):
+    if admin.port and (admin.host, admin.port) in {(a.host, a.port) for a in map(parse_address, server.bind)}:
         at.error(f'"{server.admin}" is also in bind; the admin listener needs its own address')
 
 

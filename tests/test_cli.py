@@ -314,3 +314,20 @@ def test_gunicorn_entry_point_with_the_sync_worker(good_config, serve):
     server = serve(good_config, command=gunicorn("-k", "sync", f'ctxserve:from_config("{good_config}")'))
     assert server.get("/blog/pid").json()["multithread"] is False
     assert_serves_both_apps(server)
+
+
+@pytest.mark.parametrize(
+    ("admin", "message"),
+    [
+        ("nowhere", "ctxserve: --admin: expected an address"),
+        ("unix:/run/admin.sock", "the admin listener is a TCP address"),
+        ("127.0.0.1:0", "the admin port is chosen when the server starts"),
+        # A wildcard address is asked on the loopback interface of its family.
+        ("0.0.0.0:1", "cannot reach the admin listener at 127.0.0.1:1"),
+        ("[::]:1", "cannot reach the admin listener at [::1]:1"),
+    ],
+)
+def test_reload_reads_the_admin_address_with_the_config_parser(good_config, tmp_path, admin, message):
+    done = run("reload", str(good_config), "x", "--admin", admin, "--timeout", "5", cwd=tmp_path)
+    assert done.returncode == 2
+    assert message in done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -16,10 +17,13 @@ from hypothesis import strategies as st
 from gunicorn import config as gunicorn_config
 
 from ctxserve.cli import main
+from ctxserve.apps import load_callable
 from ctxserve.config import (
     REQUIRED,
     SETTINGS,
+    Address,
     AppConfig,
+    AppSpec,
     Config,
     ConfigError,
     ServerConfig,
@@ -27,6 +31,8 @@ from ctxserve.config import (
     load,
     override_server,
     parse,
+    parse_address,
+    parse_app_spec,
     reference_markdown,
     serve_options,
 )
@@ -533,6 +539,97 @@ def test_sync_means_one_thread_and_no_access_log_leaves_gunicorns_default():
     settings = gunicorn_settings(ServerConfig(worker_class="sync", threads=8))
     assert settings["threads"] == 1
     assert "accesslog" not in settings and "access_log_format" not in settings
+
+
+# -- the one app-spec parser and the one address parser -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("blog.wsgi:application", AppSpec("blog.wsgi", ("application",))),
+        ("blog:app.wsgi_app", AppSpec("blog", ("app", "wsgi_app"))),
+        ("blog:create_app()", AppSpec("blog", ("create_app",), ())),
+        ("blog:create_app('prod', debug=False, n=[1, 2])",
+         AppSpec("blog", ("create_app",), ("prod",), {"debug": False, "n": [1, 2]})),
+        ("blog:factories.make(1)", AppSpec("blog", ("factories", "make"), (1,))),
+    ],
+)
+def test_parse_app_spec(text, expected):
+    assert parse_app_spec(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("blog", "module:attribute"),
+        ("blog-x:app", "module:attribute"),
+        ("blog:", "module:attribute"),
+        ("blog: app", "module:attribute"),
+        ("blog:class", "module:attribute"),
+        ("blog:make(open('x'))", "factory arguments that are Python literals"),
+        ("blog:make(*args)", "factory arguments that are Python literals"),
+        ("blog:make(**kw)", "factory arguments that are Python literals"),
+        ("blog:make(1)(2)", "factory arguments that are Python literals"),
+        ("blog:make(1", "factory arguments that are Python literals"),
+    ],
+)
+def test_parse_app_spec_refuses(text, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_app_spec(text)
+
+
+def test_the_loader_reads_the_spec_with_the_same_parser(tmp_path, monkeypatch):
+    (tmp_path / "specmod.py").write_text("def make(tag, *, n=0):\n    return lambda e, s: [tag * n]\n"
+                                         "class inner:\n    app = staticmethod(lambda e, s: [b'in'])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_callable("specmod:make(b'x', n=2)")(None, None) == [b"xx"]
+    assert load_callable("specmod:inner.app")(None, None) == [b"in"]
+    with pytest.raises(ValueError, match="factory arguments"):
+        load_callable("specmod:make(__import__('os'))")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:8000", Address("127.0.0.1:8000", host="127.0.0.1", port=8000)),
+        ("Example.COM:80", Address("Example.COM:80", host="example.com", port=80)),
+        ("[::1]:9100", Address("[::1]:9100", host="::1", port=9100)),
+        ("0.0.0.0:0", Address("0.0.0.0:0", host="0.0.0.0", port=0)),
+        ("unix:/run/ctx.sock", Address("unix:/run/ctx.sock", path="/run/ctx.sock")),
+        ("unix:///run/ctx.sock", Address("unix:///run/ctx.sock", path="/run/ctx.sock")),
+        ("fd://3", Address("fd://3", fd=3)),
+    ],
+)
+def test_parse_address(text, expected):
+    address = parse_address(text)
+    assert address == expected
+    assert address.is_tcp == (expected.path == "" and expected.fd is None)
+
+
+def test_an_address_netloc_is_written_as_a_url_writes_it():
+    assert parse_address("[::1]:9100").netloc == "[::1]:9100"
+    assert parse_address("localhost:9100").netloc == "localhost:9100"
+
+
+@pytest.mark.parametrize(
+    "text", ["localhost", "[::1]", "::1:80", "host:port", ":80", "unix:", "fd://x", "fd://-1",
+             "a b:80", "127.0.0.1:80\0", ""])
+def test_parse_address_refuses(text):
+    with pytest.raises(ValueError, match="an address"):
+        parse_address(text)
+
+
+def test_parse_address_refuses_a_port_out_of_range():
+    with pytest.raises(ValueError, match="a port from 0 to 65535"):
+        parse_address("127.0.0.1:70000")
+
+
+@pytest.mark.parametrize("admin", ["127.0.0.1:8000", "[::1]:8081", "LOCALHOST:8082"])
+def test_the_admin_address_may_not_be_a_bind_address_however_written(write_config, admin):
+    path = write_config(MINIMAL_APP + f'[server]\nbind = ["127.0.0.1:8000", "[0:0::1]:8081", "localhost:8082"]\n'
+                                      f'admin = "{admin}"\n')
+    assert "is also in bind; the admin listener needs its own address" in error_of(path)
 
 
 # -- reference ---------------------------------------------------------------------
