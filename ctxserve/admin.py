@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .apps import App, StartResponse, describe
+from .config import parse_address
 from . import dispatch as _dispatch
 from .dispatch import Dispatcher
 from .metrics import CONTENT_TYPE as _METRICS_TYPE
@@ -52,12 +53,11 @@ def admin_address(address: str) -> tuple[str | None, str]:
     The name is only known here for an IP literal (``getsockname()`` gives an
     IP, not the configured host name); ``None`` compares the port alone.
     """
-    host, _, port = address.rpartition(":")
-    host = host[1:-1] if host.startswith("[") else host
+    parsed = parse_address(address)  # an IP in its canonical spelling, as getsockname() gives it
     try:
-        return str(ipaddress.ip_address(host)), port
+        return str(ipaddress.ip_address(parsed.host)), str(parsed.port)
     except ValueError:
-        return None, port
+        return None, str(parsed.port)
 
 
 class Front(Dispatcher):
@@ -108,8 +108,8 @@ class Front(Dispatcher):
         when none matches, e.g. sockets inherited from a re-exec). Returns
         False, and leaves the configured address, when none is found.
         """
-        host, _, port = self.address.rpartition(":")
-        wanted = (host[1:-1] if host.startswith("[") else host, int(port))
+        admin = parse_address(self.address)
+        wanted = (admin.host, admin.port)
         sockets = list(getattr(worker, "sockets", ()) or ())
         found = [s for s in sockets if _configured(s) == wanted]
         chosen = found[-1] if found else (sockets[-1] if last and sockets else None)
@@ -126,9 +126,13 @@ class Front(Dispatcher):
 
 
 def _configured(listener: Any) -> Any:
+    """A listener's configured ``(host, port)`` (gunicorn's reading), spelled as ``parse_address`` does."""
     address = getattr(listener, "cfg_addr", None)
     if isinstance(address, tuple) and len(address) >= 2:
-        return (address[0], address[1])
+        try:
+            return (str(ipaddress.ip_address(address[0])), address[1])
+        except ValueError:
+            return (address[0], address[1])
     return address
 
 

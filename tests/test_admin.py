@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from support import ROOT, Server, probe_app, wait_for
+from ctxserve.admin import admin_address
 from ctxserve.config import ConfigError, parse
 from ctxserve.dispatch import Dispatcher
 from ctxserve.server import application
@@ -241,3 +242,13 @@ def test_access_log_lines_name_the_app(serve, make_config, tmp_path: Path, admin
     assert '"GET /a/whoami?tag=one HTTP/1.1" 200' in found["one"] and found["one"].endswith(" app=a")
     assert '"GET /b/boom?tag=two HTTP/1.1" 500' in found["two"] and found["two"].endswith(" app=b")
     assert '"GET /nowhere?tag=three HTTP/1.1" 404' in found["three"] and found["three"].endswith(" app=-")
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("127.0.0.1:9100", ("127.0.0.1", "9100")), ("[0:0::1]:9100", ("::1", "9100")),
+     ("LocalHost:0", (None, "0"))],
+)
+def test_the_admin_address_is_read_by_the_config_parser(address, expected) -> None:
+    # SERVER_NAME of a TCP listener is getsockname()'s IP, in its canonical spelling.
+    assert admin_address(address) == expected
