@@ -70,7 +70,8 @@ class App:
             argv=list(config.argv),
             path=[*config.path, *_binding.server.path],
             decimal=config.decimal_context(),
-            modules=_namespaces.new(config.name, config.isolate, tuple(_binding.server.path)),
+            modules=_namespaces.new(config.name, config.isolate, tuple(config.path),
+                                    tuple(_binding.server.path)),
         )
         self.binding.modules.binding = self.binding
         self.context = _binding.context_for(self.binding)

@@ -1,7 +1,8 @@
 """Private module namespaces: two apps may each have a module called ``config``.
 
 Modules found on an app's own ``sys.path`` entries (its ``path``, and any
-directory it adds itself) and the top-level packages named in its
+directory it adds itself — also when the same directory is on the process's
+own path: PYTHONPATH, the current directory of ``python -m``) and the top-level packages named in its
 ``isolate`` are *private* to that app; everything else (the standard
 library, site-packages) is *shared* and imported once per process. As in
 plain Python, a name already imported when the app first imports it is the
@@ -73,6 +74,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import logging
+import os
 import sys
 import threading
 import weakref
@@ -185,11 +187,16 @@ class Namespace(MutableMapping[str, ModuleType]):
     ``importlib.invalidate_caches()``.
     """
 
-    def __init__(self, app: str, isolate: tuple[str, ...] = (),
+    def __init__(self, app: str, isolate: tuple[str, ...] = (), own_path: tuple[str, ...] = (),
                  shared_path: tuple[str, ...] = ()) -> None:
         self.app = app
         self.isolate = frozenset(isolate)
-        self.shared_path = frozenset(shared_path)
+        own = {_real(entry) for entry in own_path}
+        _app_directories.update(own)
+        #: The process's path entries, less the app's own: a directory of the
+        #: app's that is also on the process's path (PYTHONPATH, the current
+        #: directory of ``python -m``, gunicorn's chdir) is still the app's.
+        self.shared_path = frozenset(_real(entry) for entry in shared_path) - own
         self.modules: dict[str, ModuleType] = {}
         self._private: dict[str, bool] = {}
         self._lock = threading.Lock()
@@ -220,13 +227,15 @@ class Namespace(MutableMapping[str, ModuleType]):
         present = real_modules.get(top)
         if top in self.isolate:
             private = True
-        elif present is not None and type(present) is not Alias:
+        elif present is not None and type(present) is not Alias and not _from_app_directory(present):
             # Already imported, shared: as in plain Python, a module in
             # sys.modules is the one an import gets, whatever the path holds
-            # (an app's own calendar.py does not replace the stdlib's).
+            # (an app's own calendar.py does not replace the stdlib's). Not
+            # so for a module another app's directory gave the process (on
+            # PYTHONPATH): this app in a process of its own would not have it.
             private = False
         else:
-            own = [entry for entry in self._path() if entry not in self.shared_path]
+            own = [entry for entry in self._path() if _real(entry) not in self.shared_path]
             private = bool(own) and importlib.machinery.PathFinder.find_spec(top, own) is not None
             # "Not private" is kept only for a name that exists as a shared
             # module: a name found nowhere yet may appear on a path entry the
@@ -434,6 +443,24 @@ def _is_shared(top: str) -> bool:
         importlib.machinery.PathFinder.find_spec(top, _binding_plain_path()) is not None
 
 
+#: Every app's own ``path`` directories (real paths), in every namespace.
+_app_directories: set[str] = set()
+
+
+def _real(entry: str) -> str:
+    """A path entry as a directory (``""`` is the current directory)."""
+    return os.path.realpath(entry or os.curdir)
+
+
+def _from_app_directory(module: ModuleType) -> bool:
+    """Whether *module* was loaded from some app's own directory."""
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not _app_directories:
+        return False
+    directory = os.path.dirname(os.path.realpath(file))
+    return any(directory == d or directory.startswith(d + os.sep) for d in _app_directories)
+
+
 def _binding_plain_path() -> list[str]:
     return _binding.server.path
 
@@ -501,7 +528,8 @@ class IsolateGuard:
 _namespaces: weakref.WeakSet[Namespace] = weakref.WeakSet()
 
 
-def new(app: str, isolate: tuple[str, ...], shared_path: tuple[str, ...]) -> Namespace:
-    namespace = Namespace(app, isolate, shared_path)
+def new(app: str, isolate: tuple[str, ...], own_path: tuple[str, ...],
+        shared_path: tuple[str, ...]) -> Namespace:
+    namespace = Namespace(app, isolate, own_path, shared_path)
     _namespaces.add(namespace)
     return namespace

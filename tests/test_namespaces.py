@@ -815,3 +815,18 @@ def test_snapshots_of_sys_modules_never_fail_while_another_thread_imports(two_ap
         stop.set()
         churner.join(10)
     assert errors == []
+
+
+def test_an_apps_own_module_wins_over_one_another_apps_directory_gave_the_process(
+        load, monkeypatch):
+    """Code outside the apps put alpha's directory on sys.path and imported its
+    ``config``: beta, which has a ``config`` of its own, still gets its own."""
+    monkeypatch.syspath_prepend(str(NS / "alpha"))
+    outside = importlib.import_module("settings")
+    assert outside.OWNER == "alpha"
+    loaded = load(alpha=fixture_app("alpha"), beta=fixture_app("beta"))
+    for name in BOTH:
+        owners = loaded.get(f"/{name}/").json["owners"]
+        assert {owners[key] for key in ("config", "settings", "models", "lazy")} == {name}
+    assert call_in(loaded["beta"], "import_statement").OWNER == "beta"
+    assert real_modules["settings"].OWNER == "alpha"  # outside every app: what was imported

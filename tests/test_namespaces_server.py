@@ -120,3 +120,37 @@ def test_an_app_parses_xml_bodies_through_defusedxml(make_config, serve):
     refused = requests.post(f"{server.url}/feeds/", data=bomb, timeout=10)
     assert (refused.status_code, refused.text) == (400, "refused: EntitiesForbidden\n")
     assert requests.get(f"{server.url}/alpha/", timeout=10).json()["owners"]["config"] == "alpha"
+
+
+def _two_sites(tmp_path) -> dict[str, Any]:
+    """Two apps whose modules share names (``wsgi``, ``config``), each in its own directory."""
+    apps = {}
+    for name in ("a", "b"):
+        site = tmp_path / f"site_{name}"
+        site.mkdir()
+        (site / "config.py").write_text(f"NAME = {name!r}\n")
+        (site / "wsgi.py").write_text(
+            "import config\n\n"
+            "def application(environ, start_response):\n"
+            "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+            "    return [f'{config.NAME} {__file__}'.encode()]\n")
+        apps[name] = {"app": "wsgi:application", "mount": f"/{name}", "path": [str(site)]}
+    return apps
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("where", ["PYTHONPATH=a", "PYTHONPATH=b", "cwd=a"])
+def test_each_app_serves_its_own_modules_when_one_apps_directory_is_on_the_process_path(
+        tmp_path, make_config, serve, where):
+    apps = _two_sites(tmp_path)
+    config = make_config(apps)
+    kind, _, site = where.partition("=")
+    directory = apps[site]["path"][0]
+    if kind == "PYTHONPATH":
+        server = serve(config, env={"PYTHONPATH": directory})
+    else:  # python -m ctxserve puts the current directory first on sys.path
+        server = serve(config, cwd=directory)
+    for name in ("a", "b"):
+        response = requests.get(f"{server.url}/{name}/", timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.text == f"{name} {apps[name]['path'][0]}/wsgi.py"
