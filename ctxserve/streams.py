@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from . import binding as _binding
 
-__all__ = ["AppWriter", "StreamProxy", "open_destination", "empty_stdin", "flush_partial_lines",
+__all__ = ["AppWriter", "StreamProxy", "open_destination", "empty_stdin", "flush_partial_lines", "reopen_files",
            "partial_lines", "resolve"]
 
 #: The server's own streams (outside every app) are those of the server's
@@ -189,14 +189,24 @@ def _to_server_stream(stream: str, prefix: str) -> Callable[[str], None]:
 
 
 class _AppendFile:
-    """A file destination, shared by every stream that names the same file."""
+    """A file destination, shared by every stream that names the same file.
+
+    Reopened by its name after :func:`reopen_files` (SIGUSR1), so that a
+    log rotation that renames the file (logrotate without copytruncate)
+    goes on in a new file at the same path.
+    """
 
     _open: dict[str, _AppendFile] = {}
     _open_lock = threading.Lock()
+    #: Bumped by reopen_files(): a file opened under an older generation is
+    #: reopened before its next write.
+    generation = 0
 
     def __init__(self, path: str) -> None:
-        self.file = open(path, "a", encoding="utf-8", errors="backslashreplace")
+        self.path = path
         self.lock = threading.Lock()
+        self.opened = _AppendFile.generation
+        self.file = open(path, "a", encoding="utf-8", errors="backslashreplace")
 
     @classmethod
     def get(cls, path: str) -> _AppendFile:
@@ -207,8 +217,41 @@ class _AppendFile:
 
     def write(self, lines: str) -> None:
         with self.lock:
+            if self.opened != _AppendFile.generation:
+                self.reopen()
             self.file.write(lines)
             self.file.flush()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def reopen(self) -> None:
+        """Open the path again (the caller holds ``lock``); if that fails, keep the old file."""
+        self.opened = _AppendFile.generation
+        try:
+            fresh = open(self.path, "a", encoding="utf-8", errors="backslashreplace")
+        except OSError:
+            return  # e.g. its directory is gone: lines still go somewhere rather than nowhere
+        stale, self.file = self.file, fresh
+        stale.close()
+
+
+def reopen_files() -> None:
+    """Reopen every app log file (``stdout``/``stderr`` = a path) by its name.
+
+    What gunicorn's workers do for their own logs on SIGUSR1; ctxserve's
+    workers call this from the same signal handler (``workers.py``). It may
+    interrupt a thread that is writing to one of the files: that file is
+    not waited for here, its next write reopens it.
+    """
+    _AppendFile.generation += 1
+    for target in list(_AppendFile._open.values()):
+        if target.lock.acquire(blocking=False):
+            try:
+                if target.opened != _AppendFile.generation:
+                    target.reopen()
+            finally:
+                target.lock.release()
 
 
 #: True while a ``logging`` destination hands lines to its logger.
@@ -260,7 +303,7 @@ def open_destination(app: str, stream: str, destination: str) -> AppWriter:
     if destination == "logging":
         return AppWriter(_to_logger(app, stream), name=name, app=app, stream=stream)
     target = _AppendFile.get(destination)
-    return AppWriter(target.write, fileno=target.file.fileno, name=destination, app=app, stream=stream)
+    return AppWriter(target.write, fileno=target.fileno, name=destination, app=app, stream=stream)
 
 
 _EMPTY_STDIN: TextIO | None = None

@@ -8,7 +8,8 @@ log line — runs in a fresh context of its own, so the dispatcher only sets
 the app's binding in it (``ContextVar.set``, O(1)) and returns the
 response as it is. ``ctxserve serve`` uses these in place of gunicorn's
 ``sync``, ``gthread`` and ``gevent`` workers; they are otherwise gunicorn's
-own.
+own, except that SIGUSR1 reopens the apps' log files along with gunicorn's
+(:class:`ReopenAppFiles`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from . import binding as _binding
 from . import config as _config
 from . import streams as _streams
 
-__all__ = ["SyncWorker", "ThreadWorker", "GeventWorker", "WORKERS"]
+__all__ = ["ReopenAppFiles", "RequestScope", "SyncWorker", "ThreadWorker", "GeventWorker", "WORKERS"]
 
 #: A context in which ``request_scope`` is set; each request runs in a copy.
 _SCOPE = contextvars.Context()
@@ -44,11 +45,24 @@ class RequestScope:
                 _streams.flush_partial_lines()
 
 
-class SyncWorker(RequestScope, _SyncWorker):
+class ReopenAppFiles:
+    """Mixin for a gunicorn worker: SIGUSR1 reopens the apps' log files too.
+
+    gunicorn's master reopens its own logs on SIGUSR1 and sends the signal
+    on to every worker, which reopens its logs; the apps' ``stdout``/
+    ``stderr`` files (``streams.reopen_files``) are reopened along with them.
+    """
+
+    def handle_usr1(self, sig: int, frame: Any) -> None:
+        super().handle_usr1(sig, frame)  # type: ignore[misc]
+        _streams.reopen_files()
+
+
+class SyncWorker(RequestScope, ReopenAppFiles, _SyncWorker):
     pass
 
 
-class ThreadWorker(RequestScope, _ThreadWorker):
+class ThreadWorker(RequestScope, ReopenAppFiles, _ThreadWorker):
     def _handle_in_scope(self, *args: Any) -> Any:
         try:
             return super()._handle_in_scope(*args)
@@ -70,7 +84,7 @@ def __getattr__(name: str) -> Any:
     if name == "GeventWorker":
         from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
-        worker = type("GeventWorker", (RequestScope, _GeventWorker), {"__module__": __name__})
+        worker = type("GeventWorker", (RequestScope, ReopenAppFiles, _GeventWorker), {"__module__": __name__})
         globals()["GeventWorker"] = worker
         return worker
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

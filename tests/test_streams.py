@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import io
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -21,9 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import hammer, probe_app, serve_command, start_server, toml_text
+from support import hammer, probe_app, serve_command, start_server, toml_text, wait_for
 from ctxserve.apps import App
 from ctxserve.config import parse
+from ctxserve.streams import open_destination, reopen_files
 
 pytestmark = pytest.mark.server
 
@@ -428,3 +430,63 @@ def test_log_records_of_one_app_never_reach_another_apps_root_handler(make_confi
     assert server.get("/logs/").status_code == 200
     server.stop()
     assert "a record of app logs" not in first_err.read_text()
+
+
+# -- log rotation: SIGUSR1 reopens the apps' files, as gunicorn's own ------------------
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
+def test_sigusr1_to_the_master_reopens_app_log_files_renamed_by_a_rotation(tmp_path, worker_class):
+    """logrotate without copytruncate: rename the files, USR1 to the master, the new files get the lines."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    out, err = logs / "rot.out", logs / "rot.err"
+    apps = {"rot": probe_app("rot", "/rot", stdout=str(out), stderr=str(err)),
+            "other": probe_app("other", "/other", stdout=str(logs / "other.out"))}
+    config = tmp_path / "ctxserve.toml"
+    config.write_text(toml_text({"workers": 1}, apps))
+    server = start_server(serve_command(config, "--worker-class", worker_class), tmp_path)
+    try:
+        assert server.get("/rot/echo?tag=before").ok and server.get("/other/echo?tag=before").ok
+        out.rename(logs / "rot.out.1")
+        err.rename(logs / "rot.err.1")
+        (logs / "other.out").rename(logs / "other.out.1")
+        server.proc.send_signal(signal.SIGUSR1)
+        # The worker reopens the files by name as soon as it handles the signal.
+        wait_for(lambda: out.exists() and err.exists() and (logs / "other.out").exists(), timeout=15)
+        for tag in ("after1", "after2"):
+            assert server.get(f"/rot/echo?tag={tag}").ok and server.get(f"/other/echo?tag={tag}").ok
+        assert server.proc.poll() is None, "USR1 must not stop the server"
+    finally:
+        server.stop()
+    assert (logs / "rot.out.1").read_text() == "rot before rot-end\n"
+    assert (logs / "rot.err.1").read_text() == "rot before err\n"
+    assert out.read_text() == "rot after1 rot-end\nrot after2 rot-end\n"
+    assert err.read_text() == "rot after1 err\nrot after2 err\n"
+    assert (logs / "other.out.1").read_text() == "other before other-end\n"
+    assert (logs / "other.out").read_text() == "other after1 other-end\nother after2 other-end\n"
+
+
+def test_reopening_while_threads_write_loses_and_splits_no_line(tmp_path):
+    """reopen_files() may interrupt a write (it runs in a signal handler): never a lost or torn line."""
+    path = tmp_path / "busy.log"
+    writers = [open_destination(f"w{n}", "stdout", str(path)) for n in range(4)]
+    stop = time.monotonic() + 5
+
+    def write(n: int) -> int:
+        count = 0
+        while count < 3000 and time.monotonic() < stop:
+            writers[n].write(f"w{n} {count} " + "x" * 50 + "\n")
+            count += 1
+        return count
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        counts = pool.map(write, range(4))
+        for generation in range(20):
+            time.sleep(0.01)
+            if path.exists():
+                path.rename(tmp_path / f"busy.log.{generation}")
+            reopen_files()
+        written = list(counts)
+    lines = [line for file in tmp_path.glob("busy.log*") for line in file.read_text().splitlines()]
+    assert len(list(tmp_path.glob("busy.log.*"))) >= 2, "the files were rotated while written"
+    assert sorted(lines) == sorted(f"w{n} {i} " + "x" * 50 for n in range(4) for i in range(written[n]))
