@@ -57,9 +57,9 @@ def wrap(app: WSGIApp, name: str = "app", **settings: Any) -> App:
                                decimal={"prec": 6, "rounding": "ROUND_HALF_UP"})
     """
     from .apps import App
-    from .config import parse
+    from .config import parse, wrap_keys
 
-    allowed = {"environ", "inherit_environ", "stdout", "stderr", "argv", "decimal"}
+    allowed = set(wrap_keys())
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise TypeError(f"wrap() got unexpected settings {unknown}; it takes {sorted(allowed)}")

@@ -68,6 +68,7 @@ __all__ = [
     "parse_app_spec",
     "reference_markdown",
     "serve_options",
+    "wrap_keys",
 ]
 
 
@@ -662,6 +663,8 @@ class Setting:
     therefore refused in [server.gunicorn]; ``to_gunicorn(server)`` gives
     the gunicorn settings it stands for (default: its value under that name;
     ``{}`` leaves gunicorn's default).
+    ``wrap``: an [apps.NAME] key that :func:`ctxserve.wrap` takes too (it
+    makes sense for a callable already imported).
     ``flag`` (a metavar) gives a [server] key its ``ctxserve serve`` option,
     :attr:`option`; ``repeat``: the option may be given several times (each
     occurrence goes through ``check``, which returns a tuple, and they add up).
@@ -677,6 +680,7 @@ class Setting:
     to_gunicorn: Callable[[Any], Mapping[str, Any]] | None = None
     flag: str = ""
     repeat: bool = False
+    wrap: bool = False
 
     @property
     def option(self) -> str:
@@ -731,17 +735,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("apps.NAME", "path", _one_or_list_of(_directory, "directories", may_be_empty=True), [],
             "directories searched first for this app's private modules (relative to the config file); "
             "a string or a list"),
-    Setting("apps.NAME", "environ", _environ, {}, 'environment variables for this app, e.g. { TITLE = "Blog" }'),
+    Setting("apps.NAME", "environ", _environ, {}, 'environment variables for this app, e.g. { TITLE = "Blog" }',
+            wrap=True),
     Setting("apps.NAME", "inherit_environ", _inherit_environ, True,
             "true: process environment + environ; false: environ only; "
-            "a list of names: only those from the process environment, + environ"),
+            "a list of names: only those from the process environment, + environ", wrap=True),
     Setting("apps.NAME", "stdout", _output, "inherit",
             '"inherit" (server stdout, lines prefixed "[NAME] "), a file path appended to '
-            '(relative to the config file), "null", or "logging" (logger "ctxserve.app.NAME")'),
-    Setting("apps.NAME", "stderr", _output, "inherit", "same choices as stdout"),
+            '(relative to the config file), "null", or "logging" (logger "ctxserve.app.NAME")', wrap=True),
+    Setting("apps.NAME", "stderr", _output, "inherit", "same choices as stdout", wrap=True),
     Setting("apps.NAME", "argv", _list_of(_string, "strings"), None,
-            "sys.argv while this app runs", shown='["NAME"]'),
-    Setting("apps.NAME", "decimal", _decimal, {}, "decimal context for this app; see `[apps.NAME.decimal]`"),
+            "sys.argv while this app runs", shown='["NAME"]', wrap=True),
+    Setting("apps.NAME", "decimal", _decimal, {}, "decimal context for this app; see `[apps.NAME.decimal]`",
+            wrap=True),
     Setting("apps.NAME", "isolate", _list_of(_package, "package names", may_be_empty=True), [],
             'extra top-level packages loaded as a private copy for this app, e.g. ["django"]'),
     Setting("apps.NAME", "max_concurrency", _integer(0), 0, "at most this many requests of this app in flight "
@@ -864,6 +870,11 @@ class Config:
     path: Path
     server: Any  # ServerConfig
     apps: tuple[Any, ...]  # AppConfig
+
+
+def wrap_keys() -> tuple[str, ...]:
+    """The [apps.NAME] keys that :func:`ctxserve.wrap` takes (``Setting.wrap``)."""
+    return tuple(s.name for s in SETTINGS if s.section == "apps.NAME" and s.wrap)
 
 
 def serve_options() -> tuple[Setting, ...]:

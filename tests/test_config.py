@@ -35,6 +35,7 @@ from ctxserve.config import (
     parse_app_spec,
     reference_markdown,
     serve_options,
+    wrap_keys,
 )
 
 MINIMAL_APP = """
@@ -713,3 +714,23 @@ def test_parse_returns_a_config_or_raises_config_error(document):
         assert str(err).startswith(os.path.join(os.sep, "nonexistent", "ctxserve.toml") + ": ")
     else:
         assert isinstance(result, Config)
+
+
+# -- ctxserve.wrap() takes the keys declared wrap=True --------------------------------
+
+
+def test_wrap_takes_the_declared_keys_with_the_same_checks():
+    import ctxserve
+
+    def legacy(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [os.environ.get("LEGACY_TITLE", "?").encode(), str(decimal.getcontext().prec).encode()]
+
+    wrapped = ctxserve.wrap(legacy, "legacy", environ={"LEGACY_TITLE": "old"}, stdout="null",
+                            decimal={"prec": 6})
+    assert b"".join(wrapped({"PATH_INFO": "/"}, lambda *a: None)) == b"old6"
+    assert "LEGACY_TITLE" not in os.environ
+    with pytest.raises(TypeError, match=re.escape(str(sorted(wrap_keys())))):
+        ctxserve.wrap(legacy, "legacy", mount="/x")
+    with pytest.raises(ConfigError, match=r"^ctxserve\.wrap\(\): apps\.legacy\.decimal\.prec: expected an integer"):
+        ctxserve.wrap(legacy, "legacy", decimal={"prec": "six"})
