@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ctxserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="serve the apps with gunicorn")
+    serve = commands.add_parser("serve", help="serve the apps with gunicorn or granian")
     serve.add_argument("config", nargs="?", default="ctxserve.toml", metavar="CONFIG",
                        help="config file (default: ./ctxserve.toml)")
     # One option per [server] key declared with a flag; values are checked
@@ -147,7 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if config.server.strict and not _all_apps_load(config):
                 return 1
             _line_buffered(sys.stdout)
-            Server(config, overrides).run()
+            if config.server.engine == "granian":
+                from .granian_server import GranianServer
+
+                GranianServer(config, overrides).run()
+            else:
+                Server(config, overrides).run()
             return 0
         if args.command == "reload":
             return reload_apps(config, args.names, args.admin, args.timeout)

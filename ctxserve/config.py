@@ -486,6 +486,51 @@ def _gunicorn(value: Any, at: _At) -> dict[str, Any]:
     return dict(value)
 
 
+#: The servers ``ctxserve serve`` can run the apps on.
+ENGINES = ("gunicorn", "granian")
+
+
+def _engine(value: Any, at: _At) -> str:
+    value = _choice(*ENGINES)(value, at)
+    if value == "granian":
+        try:
+            import granian  # noqa: F401
+        except ImportError:
+            at.error("the granian engine needs the granian package; install it with: "
+                     "pip install 'ctxserve[granian]'")
+    return value
+
+
+def _granian(value: Any, at: _At) -> dict[str, Any]:
+    """[server.granian]: the granian settings declared below, only those given."""
+    if not isinstance(value, Mapping):
+        at.expected("a table of granian settings, e.g. [server.granian]", value)
+    return {name: v for name, v in _check_section(value, "server.granian", at).items() if v is not None}
+
+
+def _check_engine(server: Any, at: _At) -> None:
+    """Settings that only one engine has are refused under the other, in one line."""
+    if server.engine == "granian":
+        if server.worker_class != "gthread":
+            at.child("worker_class").error(
+                f'"{server.worker_class}" is a gunicorn worker; the granian engine runs requests on '
+                'its own threads (threads = N): remove worker_class or set engine = "gunicorn"')
+        if server.gunicorn:
+            at.child("gunicorn").error(
+                'gunicorn settings do not apply to engine = "granian"; move them to [server.granian] '
+                'where granian has one, or set engine = "gunicorn"')
+        if len(server.bind) > 1:
+            at.child("bind").error(
+                f'engine = "granian" listens on one address, got {len(server.bind)}; give one bind '
+                '(the admin listener has its own key), or set engine = "gunicorn"')
+        if server.bind[0].startswith("fd://"):
+            at.child("bind").error('engine = "granian" cannot serve an inherited fd://; '
+                                   'give "HOST:PORT" or "unix:/PATH", or set engine = "gunicorn"')
+    elif server.granian:
+        at.child("granian").error('[server.granian] applies to engine = "granian" only; '
+                                  'set engine = "granian" or remove the table')
+
+
 # -- apps --------------------------------------------------------------------
 
 _APP_SPEC = '"module:attribute" or "module:factory(args)", e.g. "blog.wsgi:application"'
@@ -712,6 +757,9 @@ SETTINGS: tuple[Setting, ...] = (
             '"sync", "gthread" or "gevent" (gevent needs `pip install \'ctxserve[gevent]\'`)',
             gunicorn="worker_class", flag="K",
             to_gunicorn=lambda server: {"worker_class": GUNICORN_WORKERS[server.worker_class]}),
+    Setting("server", "engine", _engine, "gunicorn",
+            '"gunicorn" or "granian" (granian needs `pip install \'ctxserve[granian]\'`): which server '
+            'runs the apps; see "Engines" in the README', flag="E"),
     Setting("server", "timeout", _integer(0), 30,
             "seconds a silent worker is given before it is restarted (0: never)", gunicorn="timeout"),
     Setting("server", "strict", _boolean, False, "true: refuse to start if any app fails to load"),
@@ -724,7 +772,29 @@ SETTINGS: tuple[Setting, ...] = (
             to_gunicorn=lambda server: {"accesslog": server.access_log, "access_log_format": ACCESS_LOG_FORMAT}
             if server.access_log else {}),
     Setting("server", "gunicorn", _gunicorn, {},
-            "table `[server.gunicorn]`: any other gunicorn setting, by its gunicorn name"),
+            "table `[server.gunicorn]`: any other gunicorn setting, by its gunicorn name "
+            '(engine = "gunicorn" only)'),
+    Setting("server", "granian", _granian, {},
+            'table `[server.granian]`: granian\'s own settings, below (engine = "granian" only)'),
+    # [server.granian]: granian keyword arguments; keys left out keep granian's default.
+    Setting("server.granian", "backpressure", _integer(1), None,
+            "requests a worker accepts before it stops reading new ones", shown="1024 / workers"),
+    Setting("server.granian", "backlog", _integer(128), None, "listen backlog", shown="1024"),
+    Setting("server.granian", "runtime_threads", _integer(1, 64, "an integer from 1 to 64"), None,
+            "Rust I/O threads per worker (they never run Python)", shown="1"),
+    Setting("server.granian", "blocking_threads_idle_timeout", _integer(5, 600, "an integer from 5 to 600"),
+            None, "seconds an idle Python thread is kept", shown="30"),
+    Setting("server.granian", "http", _choice("auto", "1", "2"), None, 'HTTP version: "auto", "1" or "2"',
+            shown='"auto"'),
+    Setting("server.granian", "workers_kill_timeout", _integer(1), None,
+            "seconds a stopping worker is given to finish its requests before it is killed",
+            shown="timeout"),
+    Setting("server.granian", "respawn_interval", _seconds, None,
+            "seconds between two workers restarted by SIGHUP", shown="3.5"),
+    Setting("server.granian", "workers_lifetime", _integer(60), None,
+            "seconds after which a worker is restarted gracefully (at least 60)", shown="off"),
+    Setting("server.granian", "workers_max_rss", _integer(1), None,
+            "MiB of RSS above which a worker is restarted gracefully", shown="off"),
     # [apps.NAME]
     Setting("apps.NAME", "app", _app_spec, REQUIRED, f"the WSGI application: {_APP_SPEC}"),
     Setting("apps.NAME", "mount", _mount, None,
@@ -959,6 +1029,7 @@ def parse(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Config:
         root.child("server").expected("a table [server]", server_data)
     server = ServerConfig(**_check_section(server_data, "server", root.child("server")))
     _check_admin_not_bound(server, root.child("server").child("admin"))
+    _check_engine(server, root.child("server"))
 
     apps_data = data.get("apps", {})
     if not isinstance(apps_data, Mapping) or not apps_data:
@@ -1025,6 +1096,8 @@ def override_server(config: Config, **changes: Any) -> Config:
     blamed = "--admin" if "admin" in checked else "--bind"
     if "admin" in checked or "bind" in checked:
         _check_admin_not_bound(server, _At("", blamed, Path.cwd()))
+    if checked:
+        _check_engine(server, _At(str(config.path), "server", Path.cwd()))
     return dataclasses.replace(config, server=server)
 
 

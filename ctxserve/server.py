@@ -26,7 +26,8 @@ from . import config as _config
 from .config import Config, ConfigError
 from .dispatch import Dispatcher
 
-__all__ = ["Server", "application", "build", "gunicorn_hooks", "gunicorn_settings", "print_table"]
+__all__ = ["Server", "application", "build", "gunicorn_hooks", "gunicorn_settings",
+           "log_app_records", "make_shared_dirs", "print_table", "remove_shared_dirs"]
 
 def build(config: Config, *, strict: bool | None = None) -> Dispatcher:
     """Load every app of *config*, each in its own context, and route to them.
@@ -94,6 +95,30 @@ HOOKS = ("post_worker_init", "worker_exit", "child_exit", "on_exit")
 _made_dirs: list[str] = []
 
 
+def make_shared_dirs(config: Config) -> None:
+    """With the admin listener on, the directories the workers share (in the master, before any fork).
+
+    ``PROMETHEUS_MULTIPROC_DIR`` (metrics summed over workers) and
+    ``CTXSERVE_RUNTIME_DIR`` (per-app reload, reload.py): each a fresh
+    temporary directory unless already set; :func:`remove_shared_dirs`
+    removes the ones made here.
+    """
+    if not config.server.admin:
+        return
+    for name, prefix in (("PROMETHEUS_MULTIPROC_DIR", "ctxserve-metrics-"), ("CTXSERVE_RUNTIME_DIR", "ctxserve-run-")):
+        if os.environ.get(name):
+            os.makedirs(os.environ[name], exist_ok=True)
+        else:
+            os.environ[name] = tempfile.mkdtemp(prefix=prefix)
+            _made_dirs.append(os.environ[name])
+
+
+def remove_shared_dirs() -> None:
+    """Remove the directories :func:`make_shared_dirs` made (at the master's exit)."""
+    while _made_dirs:
+        shutil.rmtree(_made_dirs.pop(), ignore_errors=True)
+
+
 def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
                    bound_last: bool = False) -> dict[str, Callable[..., None]]:
     """gunicorn server hooks for *config*; each calls the same hook of *chain* after its own work.
@@ -112,14 +137,7 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
     chain = chain or {}
     hooks: dict[str, Callable[..., None]] = {}
     admin = bool(config.server.admin)
-    if admin and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ctxserve-metrics-")
-        _made_dirs.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    elif admin:
-        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
-    if admin and not os.environ.get("CTXSERVE_RUNTIME_DIR"):  # per-app reload's (reload.py)
-        os.environ["CTXSERVE_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="ctxserve-run-")
-        _made_dirs.append(os.environ["CTXSERVE_RUNTIME_DIR"])
+    make_shared_dirs(config)
 
     def then(name: str) -> Callable[..., None]:
         hook = chain.get(name)
@@ -166,8 +184,7 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
             user_child_exit(arbiter, worker)
 
         def on_exit(arbiter: Any) -> None:
-            while _made_dirs:
-                shutil.rmtree(_made_dirs.pop(), ignore_errors=True)
+            remove_shared_dirs()
             user_on_exit(arbiter)
 
         hooks.update(worker_exit=worker_exit, child_exit=child_exit, on_exit=on_exit)
@@ -211,14 +228,14 @@ class Server(BaseApplication):  # type: ignore[misc]
             self.cfg.set(name, hook)
 
     def load(self) -> Any:
-        _log_app_records()
+        log_app_records()
         # strict is enforced before the server starts (cli: ctxserve check in
         # a child); a worker that loads later — a respawn, a SIGHUP — serves
         # 503 for an app that fails rather than taking the server down.
         return application(self.config, strict=False)
 
 
-def _log_app_records() -> None:
+def log_app_records() -> None:
     """Give ``stdout``/``stderr = "logging"`` a visible default under ``serve``.
 
     Records of logger ``ctxserve.app.NAME`` go to the server's stderr, in

@@ -152,8 +152,14 @@ def start_server(command: list[str], tmp_path: Path, env: Mapping[str, str] | No
     return server
 
 
-def serve_command(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "ctxserve", "serve", str(config), "--bind", "127.0.0.1:0", *args]
+#: The servers ``ctxserve serve`` runs the apps on; the isolation tests run under each.
+ENGINES = ("gunicorn", "granian")
+
+
+def serve_command(config: Path, *args: str, engine: str | None = None) -> list[str]:
+    """``ctxserve serve CONFIG`` on an ephemeral port (with ``--engine`` when *engine* is given)."""
+    engine_flag = ["--engine", engine] if engine else []
+    return [sys.executable, "-m", "ctxserve", "serve", str(config), "--bind", "127.0.0.1:0", *engine_flag, *args]
 
 
 # -- bounded load ------------------------------------------------------------------

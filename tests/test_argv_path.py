@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import ctxserve.binding
-from support import TEST_APPS, Server, hammer, probe_app, serve_command, start_server, toml_text
+from support import ENGINES, TEST_APPS, Server, hammer, probe_app, serve_command, start_server, toml_text
 from ctxserve.apps import App
 from ctxserve.config import parse
 
@@ -21,8 +21,8 @@ def extra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tool-lib")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, extra_dir: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=ENGINES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, extra_dir: Path) -> Iterator[Server]:
     """App ``plain``: argv and path left to their defaults; app ``tool``: both configured."""
     tmp = tmp_path_factory.mktemp("argv-path")
     config = tmp / "ctxserve.toml"
@@ -31,7 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, extra_dir: Path) -> Iterato
         "tool": probe_app("tool", "/tool", argv=["tool", "--verbose"],
                           path=[str(extra_dir), PROBE_DIR]),
     }))
-    srv = start_server(serve_command(config), tmp)
+    srv = start_server(serve_command(config, engine=request.param), tmp)
     yield srv
     srv.stop()
 

@@ -734,3 +734,40 @@ def test_wrap_takes_the_declared_keys_with_the_same_checks():
         ctxserve.wrap(legacy, "legacy", mount="/x")
     with pytest.raises(ConfigError, match=r"^ctxserve\.wrap\(\): apps\.legacy\.decimal\.prec: expected an integer"):
         ctxserve.wrap(legacy, "legacy", decimal={"prec": "six"})
+
+
+# -- engines: settings that only one engine has are refused under the other -------------
+
+
+def test_engine_defaults_to_gunicorn_and_granian_settings_are_kept(write_config):
+    assert load(write_config(MINIMAL_APP)).server.engine == "gunicorn"
+    path = write_config(MINIMAL_APP + '[server]\nengine = "granian"\n[server.granian]\nbackpressure = 64\n'
+                                      'http = "1"\n')
+    server = load(path).server
+    assert (server.engine, dict(server.granian)) == ("granian", {"backpressure": 64, "http": "1"})
+
+
+@pytest.mark.parametrize(("server", "key_path", "says"), [
+    ('engine = "uwsgi"', "server.engine", 'expected one of "gunicorn", "granian"'),
+    ('engine = "granian"\nworker_class = "gevent"', "server.worker_class", "is a gunicorn worker"),
+    ('engine = "granian"\n[server.gunicorn]\npreload_app = true', "server.gunicorn",
+     "gunicorn settings do not apply"),
+    ('engine = "granian"\nbind = ["127.0.0.1:1", "127.0.0.1:2"]', "server.bind", "listens on one address"),
+    ('engine = "granian"\nbind = "fd://3"', "server.bind", "cannot serve an inherited fd://"),
+    ('[server.granian]\nbackpressure = 8', "server.granian", 'applies to engine = "granian" only'),
+    ('engine = "granian"\n[server.granian]\nbackpresure = 8', "server.granian.backpresure",
+     'did you mean "backpressure"?'),
+    ('engine = "granian"\n[server.granian]\nworkers_lifetime = 10', "server.granian.workers_lifetime",
+     "expected an integer >= 60"),
+])
+def test_engine_specific_settings_are_refused_in_one_line(write_config, server, key_path, says):
+    path = write_config(MINIMAL_APP + "[server]\n" + server)
+    message = error_of(path)
+    assert message.startswith(f"{path}: {key_path}: ") and says in message and "\n" not in message
+
+
+def test_engine_on_the_command_line_is_checked_against_the_file(write_config):
+    config = load(write_config(MINIMAL_APP + '[server]\nworker_class = "sync"'))
+    with pytest.raises(ConfigError, match="is a gunicorn worker"):
+        override_server(config, engine="granian")
+    assert override_server(config, engine="gunicorn").server.engine == "gunicorn"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Server, hammer, probe_app, serve_command, start_server, toml_text
+from support import ENGINES, Server, hammer, probe_app, serve_command, start_server, toml_text
 from ctxserve.apps import App
 from ctxserve.config import parse
 
@@ -33,8 +33,8 @@ EXPECTED = {  # app -> (prec, rounding, 1/7)
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=ENGINES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("decimal")
     config = tmp / "ctxserve.toml"
     config.write_text(toml_text({"worker_class": "gthread", "threads": 8}, {
@@ -43,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "up": probe_app("up", "/up", decimal={"prec": 6, "rounding": "ROUND_UP"}),
         "default": probe_app("default", "/default"),
     }))
-    srv = start_server(serve_command(config), tmp)
+    srv = start_server(serve_command(config, engine=request.param), tmp)
     yield srv
     srv.stop()
 

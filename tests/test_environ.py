@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 
 import ctxserve.environ
-from support import Server, hammer, probe_app, serve_command, start_server, toml_text
+from support import ENGINES, Server, hammer, probe_app, serve_command, start_server, toml_text
 from ctxserve.apps import App
 from ctxserve.config import parse
 
 SECRET = "only-a-knows-7f3c9e"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=ENGINES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Apps a (with SECRET) and b (without), one gthread worker, shared by the load tests."""
     tmp = tmp_path_factory.mktemp("environ")
     config = tmp / "ctxserve.toml"
@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "b": probe_app("b", "/b"),
     }))
     assert "SECRET" not in os.environ
-    srv = start_server(serve_command(config), tmp)
+    srv = start_server(serve_command(config, engine=request.param), tmp)
     yield srv
     srv.stop()
 
@@ -117,8 +117,8 @@ def test_concurrent_writes_of_a_are_never_visible_to_b(server):
 
 # -- inherit_environ ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def inherit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=ENGINES)
+def inherit_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The server process has KEEP_ME and DROP_ME; its apps inherit all, none, or a list."""
     tmp = tmp_path_factory.mktemp("inherit")
     config = tmp / "ctxserve.toml"
@@ -127,7 +127,7 @@ def inherit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         "nothing": probe_app("nothing", "/nothing", inherit_environ=False, environ={"OWN": "1"}),
         "listed": probe_app("listed", "/listed", inherit_environ=["KEEP_ME", "NOT_SET_ANYWHERE"]),
     }))
-    srv = start_server(serve_command(config), tmp, env={"KEEP_ME": "kept", "DROP_ME": "dropped"})
+    srv = start_server(serve_command(config, engine=request.param), tmp, env={"KEEP_ME": "kept", "DROP_ME": "dropped"})
     yield srv
     srv.stop()
 

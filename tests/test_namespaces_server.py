@@ -26,6 +26,7 @@ needs_gevent = pytest.mark.skipif(importlib.util.find_spec("gevent") is None,
 WORKER_CLASSES = [
     pytest.param(("--worker-class", "gthread", "--threads", "8"), id="gthread"),
     pytest.param(("--worker-class", "gevent"), id="gevent", marks=needs_gevent),
+    pytest.param(("--engine", "granian", "--threads", "8"), id="granian"),
 ]
 
 

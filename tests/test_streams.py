@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import hammer, probe_app, serve_command, start_server, toml_text, wait_for
+from support import ENGINES, hammer, probe_app, serve_command, start_server, toml_text, wait_for
 from ctxserve.apps import App
 from ctxserve.config import parse
 from ctxserve.streams import open_destination, reopen_files
@@ -58,10 +58,10 @@ def with_marker(text: str, marker: str) -> list[str]:
     return [line for line in text.splitlines() if marker in line]
 
 
-def start(tmp: Path, apps: dict, server: dict | None = None, **kwargs):
+def start(tmp: Path, apps: dict, server: dict | None = None, engine: str | None = None, **kwargs):
     config = tmp / "ctxserve.toml"
     config.write_text(toml_text(server, apps))
-    return start_server(serve_command(config), tmp, **kwargs)
+    return start_server(serve_command(config, engine=engine), tmp, **kwargs)
 
 
 # -- 8 client threads x 200 /echo over apps of every destination ------------------
@@ -74,8 +74,8 @@ class EchoRun:
     tags: dict[str, list[str]] = field(default_factory=dict)   # app -> tags it was sent
 
 
-@pytest.fixture(scope="module")
-def echo_run(tmp_path_factory: pytest.TempPathFactory) -> EchoRun:
+@pytest.fixture(scope="module", params=ENGINES)
+def echo_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> EchoRun:
     """One gthread server, apps of all four destinations, 1600 concurrent /echo.
 
     /echo writes "APP TAG " and "APP-end\\n" as two writes with a sleep in
@@ -89,7 +89,7 @@ def echo_run(tmp_path_factory: pytest.TempPathFactory) -> EchoRun:
                                stderr=str(tmp / f"{name}.err"))
     apps[NULL] = probe_app(NULL, f"/{NULL}", stdout="null", stderr="null")
     apps[LOGGED] = probe_app(LOGGED, f"/{LOGGED}", stdout="logging", stderr="logging")
-    server = start(tmp, apps, {"worker_class": "gthread", "threads": 8})
+    server = start(tmp, apps, {"worker_class": "gthread", "threads": 8}, engine=request.param)
     run = EchoRun(tmp, "", "", {name: [] for name in ECHO_APPS})
     try:
         def request(session, t: int, i: int) -> None:
@@ -223,12 +223,12 @@ HANDOFF_APPS = ("a", "b")
 HANDOFF_ROUTES = ("stream", "thread", "executor")
 
 
-@pytest.fixture(scope="module")
-def handoff_run(tmp_path_factory: pytest.TempPathFactory) -> EchoRun:
+@pytest.fixture(scope="module", params=ENGINES)
+def handoff_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> EchoRun:
     """Two apps under 8 x 90 concurrent /stream, /thread and /executor requests."""
     tmp = tmp_path_factory.mktemp("handoff")
     apps = {name: probe_app(name, f"/{name}") for name in HANDOFF_APPS}
-    server = start(tmp, apps, {"worker_class": "gthread", "threads": 8})
+    server = start(tmp, apps, {"worker_class": "gthread", "threads": 8}, engine=request.param)
     run = EchoRun(tmp, "", "", collections.defaultdict(list))
     try:
         def request(session, t: int, i: int) -> None:
