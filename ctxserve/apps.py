@@ -57,6 +57,9 @@ class App:
         self.config = config
         self.name = config.name
         self.error: str | None = None
+        #: What the last load revealed that the user should change (see
+        #: :meth:`ctxserve.namespaces.Namespace.load_report`), each with its fix.
+        self.warnings: list[str] = []
         #: When the app last loaded (``time.time()``), for catching up on reloads.
         self.loaded_at = 0.0
         self.wsgi: WSGIApp | None = wsgi
@@ -96,10 +99,12 @@ class App:
 
     @property
     def status(self) -> str:
-        """``"loaded"``, ``"failed: <why>"``, or ``"not loaded"``."""
+        """``"loaded"`` (with its warnings, if any), ``"failed: <why>"``, or ``"not loaded"``."""
         if self.error is not None:
             return f"failed: {self.error}"
-        return "loaded" if self.loaded else "not loaded"
+        if not self.loaded:
+            return "not loaded"
+        return "; warning: ".join(["loaded", *self.warnings])
 
     def load(self) -> bool:
         """Import the app inside its own context; on failure, answer 503.
@@ -107,8 +112,11 @@ class App:
         The traceback goes to the app's own stderr; the server goes on.
         """
         try:
-            if self.wsgi is None:
-                self.wsgi = self.context.run(load_callable, self.config.app)
+            with self.binding.modules.load_report() as self.warnings:
+                if self.wsgi is None:
+                    self.wsgi = self.context.run(load_callable, self.config.app)
+            for warning in self.warnings:  # what isolate could not do, and the fix
+                self.context.run(print, f"ctxserve: warning: {warning}", file=sys.stderr)
             self.context.run(_streams.flush_partial_lines)
         except _APP_ERRORS as exc:
             self.context.run(traceback.print_exc)

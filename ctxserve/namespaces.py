@@ -65,11 +65,22 @@ Why it is built this way — CPython constrains every piece:
    the app's own; a shared name's entry is the process's, as in plain
    Python, so that C code sees a shared block too. Iteration order is the
    real dict's, not the order of the app's own insertions.
+
+8. **What ``isolate`` cannot fix by itself is reported at load**
+   (:meth:`Namespace.load_report`): a *shared* package that imports a
+   package the app isolates binds, at its import, one app's copy (a Django
+   add-on installed once, under two Django projects with ``isolate =
+   ["django"]``: its middleware holds the first project's ``settings``).
+   After the load, every shared module the app used is scanned for objects
+   of an isolated package, and the app's status says ``add "whitenoise" to
+   isolate``. Likewise an isolated package whose optional C speedups were
+   refused (markupsafe, PyYAML) is reported, since it runs slower.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -77,6 +88,7 @@ import logging
 import os
 import sys
 import threading
+import types
 import weakref
 from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from types import ModuleType
@@ -205,6 +217,10 @@ class Namespace(MutableMapping[str, ModuleType]):
         self.binding: _binding.Binding | None = None
         self._loggers: logging.Manager | None = None
         self._module_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+        #: C extensions of isolated packages refused by :class:`IsolateGuard`.
+        self.refused: list[str] = []
+        #: Shared names this app looked up, while :meth:`load_report` watches.
+        self.recording: set[str] | None = None
 
     def logger(self, name: str) -> logging.Logger:
         """This app's own logger for a private module name (see point 4)."""
@@ -264,6 +280,58 @@ class Namespace(MutableMapping[str, ModuleType]):
         with self._lock:
             self._private.clear()
 
+    # -- what an app's load reveals ---------------------------------------------
+
+    @contextlib.contextmanager
+    def load_report(self) -> Iterator[list[str]]:
+        """Watch the app's load; on exit the list holds what the user must be told.
+
+        Two things an ``isolate`` list can get silently wrong (point 8 above):
+        a shared package that imported an isolated one holds one app's copy
+        of it, and an isolated package whose optional C speedups were refused
+        runs on its pure-Python fallback. Each line ends with the fix.
+        """
+        report: list[str] = []
+        before = set(real_modules)
+        self.recording, self.refused = set(), []
+        try:
+            yield report
+        finally:
+            looked_up, self.recording = self.recording, None
+            report.extend(self._dropped_speedups())
+            report.extend(self._shared_holders(looked_up | (set(real_modules) - before)))
+
+    def _dropped_speedups(self) -> list[str]:
+        by_package: dict[str, list[str]] = {}
+        for name in self.refused:
+            by_package.setdefault(name.partition(".")[0], []).append(name)
+        return [f"apps.{self.app}.isolate: {top!r} runs without its C extension "
+                f"{', '.join(sorted(set(names)))} (a C extension cannot be loaded as a private "
+                f"copy; the package fell back to pure Python) — remove {top!r} from isolate "
+                f"to share it with its C speedups" for top, names in sorted(by_package.items())]
+
+    def _shared_holders(self, names: set[str]) -> list[str]:
+        """Shared packages among *names* that hold objects of a package this app isolates."""
+        if not self.isolate:
+            return []
+        held: dict[str, dict[str, set[str]]] = {}  # shared top -> isolated top -> "module: names"
+        for name in sorted(names):
+            module = real_modules.get(name)
+            top = name.partition(".")[0]
+            if type(module) is Alias or not isinstance(module, ModuleType) or \
+                    top in self.isolate or top == __package__:
+                continue
+            for attribute, value in list(_own(module).items()):
+                origin = _origin(value)
+                if origin in self.isolate:
+                    held.setdefault(top, {}).setdefault(origin, set()).add(f"{name}.{attribute}")
+        return [f"apps.{self.app}.isolate: shared package {top!r} imported {isolated!r}, which this "
+                f"app isolates, and holds one app's copy of it ({', '.join(sorted(where)[:3])}"
+                f"{', ...' if len(where) > 3 else ''}): other apps would use that copy — "
+                f"add {top!r} to isolate"
+                for top, by_isolated in sorted(held.items())
+                for isolated, where in sorted(by_isolated.items())]
+
     # -- the mapping (sys.modules inside the app) ----------------------------
 
     def lookup(self, name: str) -> ModuleType | None:
@@ -274,6 +342,8 @@ class Namespace(MutableMapping[str, ModuleType]):
             return module  # type: ignore[return-value]
         if self.is_private(name):
             return None
+        if self.recording is not None:
+            self.recording.add(name)
         module = real_modules.get(name)
         if type(module) is Alias:
             return _own(module)["__ctxserve_shared__"]  # type: ignore[no-any-return,arg-type]
@@ -288,6 +358,8 @@ class Namespace(MutableMapping[str, ModuleType]):
         module = self.modules.get(name, _ABSENT)
         if module is not _ABSENT or self.is_private(name):
             return module
+        if self.recording is not None:
+            self.recording.add(name)
         module = real_modules.get(name, _ABSENT)
         if type(module) is Alias:
             shared = _own(module)["__ctxserve_shared__"]
@@ -443,6 +515,21 @@ def _is_shared(top: str) -> bool:
         importlib.machinery.PathFinder.find_spec(top, _binding_plain_path()) is not None
 
 
+def _origin(value: Any) -> str | None:
+    """The top-level package *value* comes from: a module's, a class's or
+    function's ``__module__``, else its type's. Only ``type()`` and dict
+    reads: a lazy proxy (Django's settings, werkzeug's LocalProxy) must not
+    be evaluated."""
+    kind = type(value)
+    if issubclass(kind, ModuleType):
+        name = _own(value).get("__name__")  # type: ignore[arg-type]
+    elif issubclass(kind, type) or kind is types.FunctionType:
+        name = value.__dict__.get("__module__") if kind is not types.FunctionType else value.__module__
+    else:
+        name = kind.__dict__.get("__module__")
+    return name.partition(".")[0] if isinstance(name, str) else None
+
+
 #: Every app's own ``path`` directories (real paths), in every namespace.
 _app_directories: set[str] = set()
 
@@ -513,6 +600,7 @@ class IsolateGuard:
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
             top = name.partition(".")[0]
+            b.modules.refused.append(name)  # reported if the package falls back (see load_report)
             raise ImportError(
                 f"apps.{b.name}.isolate: {name!r} is a C extension module ({spec.origin}); "
                 f"a C extension cannot be loaded as a private copy, so package {top!r} "

@@ -23,6 +23,8 @@ exists for.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,52 @@ def test_two_django_projects_sharing_one_django_are_served_by_the_first_ones_set
     assert not (tmp_path / "two.sqlite3").exists()
     # Two's models.py registered its Note over one's in the shared registry.
     assert "RuntimeWarning: Model 'notes.note' was already registered" in server.stderr()
+
+
+def static_project(name: str, tmp_path: Path, isolate: list[str]) -> dict[str, Any]:
+    """Project *name* with the whitenoise add-on serving its own static/site.css."""
+    root = tmp_path / f"static_{name}"
+    root.mkdir(exist_ok=True)
+    (root / "site.css").write_text(f"/* {TITLE[name]} */\n")
+    table = project(name, tmp_path, isolate=isolate)
+    table["environ"]["DJANGO_STATIC_ROOT"] = str(root)
+    return table
+
+
+needs_whitenoise = pytest.mark.skipif(importlib.util.find_spec("whitenoise") is None,
+                                      reason="whitenoise is not installed")
+
+
+@needs_whitenoise
+def test_a_shared_django_add_on_under_two_isolated_djangos_is_reported_with_the_fix(
+        make_config, serve, tmp_path):
+    """whitenoise installed once, ``isolate = ["django"]``: its middleware binds
+    the first project's ``settings`` at import; ctxserve says so at load."""
+    config = make_config({name: static_project(name, tmp_path, ["django"]) for name in NAMES})
+    check = subprocess.run([sys.executable, "-m", "ctxserve", "check", str(config)],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    for name in NAMES:
+        fix = (f"apps.{name}.isolate: shared package 'whitenoise' imported 'django', which this "
+               f"app isolates")
+        assert fix in check.stdout, check.stdout + check.stderr
+    assert check.stdout.count("add 'whitenoise' to isolate") == 2, check.stdout
+    server = serve(config)
+    assert server.get("/one/static/site.css").text == "/* Project One */\n"
+    # What the warning is about: project two serves project one's file.
+    assert server.get("/two/static/site.css").text == "/* Project One */\n"
+    server.stop()
+    assert "ctxserve: warning: apps.two.isolate: shared package 'whitenoise'" in server.stderr()
+
+
+@needs_whitenoise
+def test_two_django_projects_with_the_add_on_isolated_too_each_serve_their_own_static_files(
+        make_config, serve, tmp_path):
+    config = make_config({name: static_project(name, tmp_path, ["django", "whitenoise"])
+                          for name in NAMES})
+    server = serve(config)
+    for name in NAMES:
+        response = server.get(f"/{name}/static/site.css")
+        assert (response.status_code, response.text) == (200, f"/* {TITLE[name]} */\n")
+        assert server.get(f"/{name}/").json()["title"] == TITLE[name]
+    server.stop()
+    assert "warning" not in server.stdout() + server.stderr()

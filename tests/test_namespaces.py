@@ -830,3 +830,45 @@ def test_an_apps_own_module_wins_over_one_another_apps_directory_gave_the_proces
         assert {owners[key] for key in ("config", "settings", "models", "lazy")} == {name}
     assert call_in(loaded["beta"], "import_statement").OWNER == "beta"
     assert real_modules["settings"].OWNER == "alpha"  # outside every app: what was imported
+
+
+# -- what isolate cannot do by itself is said at load ------------------------------------------
+
+def addon_user(name: str, isolate: list[str]) -> dict[str, Any]:
+    return fixture_app("addon_user", name, app="addon_app:application", isolate=isolate,
+                       environ={"ADDON_USER": name}, stderr="null")
+
+
+def test_a_shared_package_that_imports_an_isolated_one_is_reported_with_the_fix(
+        load, sitepkgs_on_process_path):
+    loaded = load(one=addon_user("one", ["nsregistry"]), two=addon_user("two", ["nsregistry"]))
+    fix = ("apps.{}.isolate: shared package 'nsaddon' imported 'nsregistry', which this app "
+           "isolates, and holds one app's copy of it (nsaddon.register): other apps would use "
+           "that copy — add 'nsaddon' to isolate")
+    for name in ("one", "two"):
+        assert loaded[name].status == f"loaded; warning: {fix.format(name)}"
+    # What the warning is about: two's add-on registered into one's registry.
+    assert loaded.get("/one/").json == ["via addon: one", "via addon: two"]
+    assert loaded.get("/two/").json == []
+
+
+def test_isolating_the_shared_package_too_gives_each_app_its_own_and_no_warning(
+        load, sitepkgs_on_process_path):
+    both = ["nsregistry", "nsaddon"]
+    loaded = load(one=addon_user("one", both), two=addon_user("two", both))
+    for name in ("one", "two"):
+        assert loaded[name].status == "loaded"
+        assert loaded.get(f"/{name}/").json == [f"via addon: {name}"]
+
+
+def test_an_isolated_package_that_falls_back_from_its_c_speedups_is_reported(load):
+    import markupsafe
+    if importlib.util.find_spec("markupsafe._speedups") is None:
+        pytest.skip("this markupsafe has no C speedups")
+    loaded = load(plain=fixture_app("addon_user", "plain", app="markup_app:application",
+                                    isolate=["markupsafe"], stderr="null"))
+    assert loaded.get("/plain/").data == b"&lt;b&gt;"
+    assert private(loaded["plain"], "markupsafe") is not markupsafe
+    assert loaded["plain"].status.startswith("loaded; warning: apps.plain.isolate: 'markupsafe' "
+                                             "runs without its C extension markupsafe._speedups")
+    assert "remove 'markupsafe' from isolate" in loaded["plain"].status

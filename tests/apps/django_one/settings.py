@@ -38,3 +38,7 @@ ROOT_URLCONF = "urls"
 STATIC_URL = "static/"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["DJANGO_DB"]}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+if os.environ.get("DJANGO_STATIC_ROOT"):  # static files served by the whitenoise add-on
+    STATIC_ROOT = os.environ["DJANGO_STATIC_ROOT"]
+    MIDDLEWARE.insert(0, "whitenoise.middleware.WhiteNoiseMiddleware")
