@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from support import Server, serve_command, start_server, toml_text
+from support import ENGINES, Server, serve_command, start_server, toml_text
 
 
 @pytest.fixture
@@ -30,13 +30,21 @@ def make_config(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """A test that takes ``engine`` runs once per engine; its ``serve`` uses that engine."""
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """``serve(config, *flags)`` starts ``ctxserve serve`` on an ephemeral port."""
+def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Server]]:
+    """``serve(config, *flags)`` starts ``ctxserve serve`` on an ephemeral port
+    (with the test's ``engine``, when it takes one)."""
     servers: list[Server] = []
+    engine = request.getfixturevalue("engine") if "engine" in request.fixturenames else None
 
     def start(config: Path, *args: str, command: list[str] | None = None, **kwargs: Any) -> Server:
-        server = start_server(command or serve_command(config, *args), tmp_path, **kwargs)
+        server = start_server(command or serve_command(config, *args, engine=engine), tmp_path, **kwargs)
         servers.append(server)
         return server
 

@@ -75,7 +75,7 @@ def test_admin_must_be_tcp(tmp_path: Path) -> None:
 
 # -- route separation --------------------------------------------------------------------
 
-def test_admin_routes_only_on_the_admin_address_and_app_routes_never_there(serve, make_config) -> None:
+def test_admin_routes_only_on_the_admin_address_and_app_routes_never_there(serve, make_config, engine) -> None:
     config = make_config({"a": probe_app("a", "/a"), "root": probe_app("root", "/")}, ADMIN)
     server = serve(config)
     assert len(server.urls) == 2 and server.url == server.urls[0]
@@ -109,7 +109,7 @@ def test_admin_routes_only_on_the_admin_address_and_app_routes_never_there(serve
     assert answer.json() == {"error": "no route /healthz"}
 
 
-def test_admin_paths_are_404_on_the_public_address_without_a_root_app(serve, make_config) -> None:
+def test_admin_paths_are_404_on_the_public_address_without_a_root_app(serve, make_config, engine) -> None:
     server = serve(make_config({"a": probe_app("a", "/a")}, ADMIN))
     for path in ("/healthz", "/readyz", "/metrics", "/status"):
         answer = server.get(path)
@@ -118,7 +118,7 @@ def test_admin_paths_are_404_on_the_public_address_without_a_root_app(serve, mak
 
 # -- readiness -------------------------------------------------------------------------------
 
-def test_readyz_names_the_apps_that_failed(serve, make_config, tmp_path: Path) -> None:
+def test_readyz_names_the_apps_that_failed(serve, make_config, tmp_path: Path, engine) -> None:
     server = serve(make_config({"a": probe_app("a", "/a"), "broken": failing_app(tmp_path)}, ADMIN))
     assert admin_get(server, "/healthz").status_code == 200  # the worker serves
     answer = admin_get(server, "/readyz")
@@ -131,7 +131,7 @@ def test_readyz_names_the_apps_that_failed(serve, make_config, tmp_path: Path) -
 
 # -- status page -------------------------------------------------------------------------------
 
-def test_status_json_and_html(serve, make_config, tmp_path: Path) -> None:
+def test_status_json_and_html(serve, make_config, tmp_path: Path, engine) -> None:
     apps = {"a": probe_app("a", "/a"), "b": probe_app("b", "/b", host=["b.example"]),
             "broken": failing_app(tmp_path, "<script>alert(1)</script> & more")}
     server = serve(make_config(apps, ADMIN))
@@ -198,7 +198,7 @@ def test_status_page_in_a_headless_browser(serve, make_config, tmp_path: Path) -
 
 # -- SIGHUP ------------------------------------------------------------------------------------
 
-def test_sighup_rereads_the_config_and_keeps_serving_on_a_bad_one(serve, make_config) -> None:
+def test_sighup_rereads_the_config_and_keeps_serving_on_a_bad_one(serve, make_config, engine) -> None:
     config = make_config({"a": probe_app("a", "/a")}, ADMIN)
     server = serve(config)
     assert server.get("/a/whoami").json()["id"] == "a"
@@ -208,7 +208,8 @@ def test_sighup_rereads_the_config_and_keeps_serving_on_a_bad_one(serve, make_co
     server.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: "config not reloaded" in server.stderr(), timeout=15), server.stderr()
     assert "server.workers: expected an integer >= 1" in server.stderr()
-    assert wait_for(lambda: "Booting worker" in server.stderr().partition("config not reloaded")[2], timeout=15)
+    booted = {"gunicorn": "Booting worker", "granian": "Spawning worker"}[engine]
+    assert wait_for(lambda: booted in server.stderr().partition("config not reloaded")[2], timeout=15)
     assert server.proc.poll() is None
     assert server.get("/a/whoami").json()["id"] == "a"
     assert admin_get(server, "/healthz").status_code == 200
@@ -225,7 +226,7 @@ def test_sighup_rereads_the_config_and_keeps_serving_on_a_bad_one(serve, make_co
 # -- access log -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("admin", [False, True], ids=["admin-off", "admin-on"])
-def test_access_log_lines_name_the_app(serve, make_config, tmp_path: Path, admin: bool) -> None:
+def test_access_log_lines_name_the_app(serve, make_config, tmp_path: Path, admin: bool, engine) -> None:
     log = tmp_path / "access.log"
     server_table = {"access_log": str(log), **(ADMIN if admin else {})}
     server = serve(make_config({"a": probe_app("a", "/a"), "b": probe_app("b", "/b")}, server_table))

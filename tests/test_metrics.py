@@ -101,7 +101,7 @@ def test_other_servers_start_response_is_wrapped_and_counted(tmp_path: Path) -> 
 # -- real servers ------------------------------------------------------------------------
 
 @pytest.mark.server
-def test_counts_are_exact_over_two_workers_under_concurrent_load(serve, make_config) -> None:
+def test_counts_are_exact_over_two_workers_under_concurrent_load(serve, make_config, engine) -> None:
     apps = {"a": probe_app("a", "/a"), "b": probe_app("b", "/b"),
             "c": probe_app("c", "/c", max_concurrency=1, queue_timeout=0)}
     server = serve(make_config(apps, {**ADMIN, "workers": 2, "threads": 4}))
@@ -144,7 +144,7 @@ def test_counts_are_exact_over_two_workers_under_concurrent_load(serve, make_con
 
 
 @pytest.mark.server
-def test_a_restarted_worker_loses_nothing_and_its_live_gauges_go(serve, make_config, tmp_path: Path) -> None:
+def test_a_restarted_worker_loses_nothing_and_its_live_gauges_go(serve, make_config, tmp_path: Path, engine) -> None:
     metrics_dir = tmp_path / "prom"
     server = serve(make_config({"a": probe_app("a", "/a")}, {**ADMIN, "workers": 2}),
                    env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
@@ -174,7 +174,7 @@ def test_a_restarted_worker_loses_nothing_and_its_live_gauges_go(serve, make_con
 
 
 @pytest.mark.server
-def test_durations_in_flight_and_the_temporary_directory(serve, make_config, tmp_path: Path) -> None:
+def test_durations_in_flight_and_the_temporary_directory(serve, make_config, tmp_path: Path, engine) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {"TMPDIR": str(tmp)}

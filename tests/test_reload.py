@@ -75,7 +75,7 @@ def both_workers(server) -> set[str]:
     return seen
 
 
-def test_reload_switches_every_worker_to_the_new_version_without_restarting_them(site, serve):
+def test_reload_switches_every_worker_to_the_new_version_without_restarting_them(site, serve, engine):
     config, version = site
     server = serve(config)
     pids = both_workers(server)
@@ -89,7 +89,7 @@ def test_reload_switches_every_worker_to_the_new_version_without_restarting_them
     assert both_workers(server) == pids
 
 
-def test_a_version_that_fails_to_import_leaves_the_old_one_serving_everywhere(site, serve):
+def test_a_version_that_fails_to_import_leaves_the_old_one_serving_everywhere(site, serve, engine):
     config, version = site
     server = serve(config)
     both_workers(server)
@@ -100,7 +100,7 @@ def test_a_version_that_fails_to_import_leaves_the_old_one_serving_everywhere(si
     assert {answer[0] for answer in answers(server)} == {"v1"}
 
 
-def test_reload_of_an_unknown_app_or_without_an_admin_listener_exits_2(site, serve, make_config):
+def test_reload_of_an_unknown_app_or_without_an_admin_listener_exits_2(site, serve, make_config, engine):
     config, _ = site
     server = serve(config)
     done = reload(config, server, "nope")
@@ -111,7 +111,7 @@ def test_reload_of_an_unknown_app_or_without_an_admin_listener_exits_2(site, ser
     assert done.returncode == 2 and "server.admin" in done.stderr
 
 
-def test_a_request_in_flight_finishes_on_the_old_version(site, serve):
+def test_a_request_in_flight_finishes_on_the_old_version(site, serve, engine):
     config, version = site
     server = serve(config)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -123,7 +123,7 @@ def test_a_request_in_flight_finishes_on_the_old_version(site, serve):
     assert {answer[0] for answer in answers(server, 8)} == {"v2"}
 
 
-def test_other_app_is_served_without_a_failure_through_several_reloads(site, serve):
+def test_other_app_is_served_without_a_failure_through_several_reloads(site, serve, engine):
     config, version = site
     server = serve(config)
     stop = threading.Event()
