@@ -35,14 +35,16 @@ WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 _OWN_VARS = frozenset({_binding.current, _streams.partial_lines})
 _INTERNAL_ERROR = [b"Internal Server Error: the application raised an exception\n"]
-#: What an app's call may raise that ends as a 500 for that request only.
-#: ``sys.exit()`` too: escaping into gunicorn's gthread worker it would end
-#: the worker, every app's requests in flight with it — and exit code 3 or
-#: 4 (gunicorn's WORKER_BOOT_ERROR, APP_LOAD_ERROR) makes the master halt.
-#: gunicorn's sync and gevent workers already catch it; a SystemExit that
-#: a signal raised there (SIGQUIT, SIGABRT) still ends the worker, which has
-#: set ``alive = False`` first.
+#: What an app's import may raise that fails that app's load only.
 _APP_ERRORS = (Exception, SystemExit)
+#: What an app's call may raise that ends as a 500 for that request only:
+#: anything. ``sys.exit()``, ``KeyboardInterrupt``,
+#: ``asyncio.CancelledError``, ``GeneratorExit`` escaping into gunicorn's
+#: gthread worker would end the worker, every app's requests in flight with
+#: it. A SystemExit that a signal raised in a sync or gevent worker
+#: (SIGQUIT, SIGABRT) still ends the worker, which has set ``alive = False``
+#: first.
+_REQUEST_ERRORS = BaseException
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 
@@ -163,12 +165,12 @@ class App:
             _binding.current.set(self._binding)
             try:
                 return self.target(environ, start_response)
-            except _APP_ERRORS:
+            except _REQUEST_ERRORS:
                 return _internal_error(start_response)
         ctx = self.context.copy()
         try:
             result = ctx.run(self.target, environ, start_response)
-        except _APP_ERRORS:
+        except _REQUEST_ERRORS:
             return ctx.run(_internal_error, start_response)
         if type(result) is list or type(result) is tuple:
             if ctx.get(_streams.partial_lines):
@@ -192,11 +194,8 @@ class App:
         ctx = self.context.copy()
         try:
             result = ctx.run(self.target, environ, start_response)
-        except _APP_ERRORS:
+        except _REQUEST_ERRORS:
             result = ctx.run(_internal_error, start_response)
-        except BaseException:
-            self._slots.release()
-            raise
         return _binding.bind_response(result, ctx, environ, self._end_limited)
 
     def _wait_for_slot(self) -> bool:

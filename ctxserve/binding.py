@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Binding", "current", "server", "request_scope", "context_for", "bind_response",
+__all__ = ["AppRaised", "Binding", "current", "server", "request_scope", "context_for", "bind_response",
            "run_detached", "begin_detached", "end_detached", "detach_hooks", "flush_hooks"]
 
 T = TypeVar("T")
@@ -109,8 +109,10 @@ class _BoundIterable:
     The server iterates the response after the app's call has returned, so
     without this the app's generator would run in the server's context.
     ``iter()`` of it is a C iterator — ``iter(callable, sentinel)`` over
-    ``ctx.run(next, iterator, sentinel)`` — so no Python frame of ctxserve's
-    runs per chunk.
+    ``ctx.run(next_chunk, iterator)`` — so one small Python frame of
+    ctxserve's runs per chunk: the one that keeps whatever the app raises
+    (``KeyboardInterrupt``, ``GeneratorExit``, ``sys.exit()``, ...) an
+    error of this response only (:class:`AppRaised`).
     """
 
     __slots__ = ("_ctx", "_iterator", "_iterable", "_on_close")
@@ -125,13 +127,16 @@ class _BoundIterable:
     def __iter__(self) -> Iterator[bytes]:
         if self._iterator is None:
             self._iterator = self._ctx.run(iter, self._iterable)
-        return iter(functools.partial(self._ctx.run, next, self._iterator, _END), _END)
+        return iter(functools.partial(self._ctx.run, _next_chunk, self._iterator), _END)
 
     def __next__(self) -> bytes:
         """For a server that calls ``next()`` without ``iter()`` first."""
         if self._iterator is None:
             self._iterator = self._ctx.run(iter, self._iterable)
-        return self._ctx.run(next, self._iterator)  # type: ignore[no-any-return]
+        chunk = self._ctx.run(_next_chunk, self._iterator)
+        if chunk is _END:
+            raise StopIteration
+        return chunk  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self._ctx.run(self._close)
@@ -141,11 +146,35 @@ class _BoundIterable:
             close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
+        except Exception:
+            raise
+        except BaseException as exc:
+            raise AppRaised(exc) from exc
         finally:
             self._on_close()
 
 
 _END: Any = object()  # the end of a response, for iter(callable, sentinel)
+
+
+class AppRaised(RuntimeError):
+    """An app's response raised what is not an ``Exception`` (``KeyboardInterrupt``,
+    ``asyncio.CancelledError``, ``GeneratorExit``, ``SystemExit``): an error
+    of that response, which the server handles like any other — never the
+    end of the worker, and every app's requests in flight with it."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(f"the app raised {type(exc).__name__}({exc}) while its response was "
+                         "being sent; it ends this request only")
+
+
+def _next_chunk(iterator: Iterator[bytes]) -> bytes:
+    try:
+        return next(iterator, _END)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise AppRaised(exc) from exc
 
 
 def bind_response(result: Iterable[bytes], ctx: contextvars.Context, environ: dict[str, Any],

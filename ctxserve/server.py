@@ -25,6 +25,7 @@ from . import binding as _binding
 from . import config as _config
 from .config import Config, ConfigError
 from .dispatch import Dispatcher
+from .workers import Arbiter
 
 __all__ = ["Server", "application", "build", "gunicorn_hooks", "gunicorn_settings",
            "log_app_records", "make_shared_dirs", "print_table", "remove_shared_dirs"]
@@ -91,8 +92,11 @@ def print_table(apps: Sequence[_apps.App], file: TextIO | None = None) -> None:
 HOOKS = ("post_worker_init", "worker_exit", "child_exit", "on_exit")
 
 #: PROMETHEUS_MULTIPROC_DIR and CTXSERVE_RUNTIME_DIR directories made by this
-#: (master) process, removed at exit.
-_made_dirs: list[str] = []
+#: (master) process, removed at its exit: (pid of the process that made it, path).
+#: A worker inherits the list; gunicorn may run on_exit in a worker (an
+#: exception that escapes the worker's loop reaches the Arbiter's halt path
+#: there), and the directories are the live master's, shared by every worker.
+_made_dirs: list[tuple[int, str]] = []
 
 
 def make_shared_dirs(config: Config) -> None:
@@ -110,13 +114,15 @@ def make_shared_dirs(config: Config) -> None:
             os.makedirs(os.environ[name], exist_ok=True)
         else:
             os.environ[name] = tempfile.mkdtemp(prefix=prefix)
-            _made_dirs.append(os.environ[name])
+            _made_dirs.append((os.getpid(), os.environ[name]))
 
 
 def remove_shared_dirs() -> None:
-    """Remove the directories :func:`make_shared_dirs` made (at the master's exit)."""
-    while _made_dirs:
-        shutil.rmtree(_made_dirs.pop(), ignore_errors=True)
+    """Remove the directories :func:`make_shared_dirs` made, in the process that made them only."""
+    for pid, path in list(_made_dirs):
+        if pid == os.getpid():
+            _made_dirs.remove((pid, path))
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
@@ -226,6 +232,14 @@ class Server(BaseApplication):  # type: ignore[misc]
         chain = {name: getattr(self.cfg, name) for name in HOOKS}
         for name, hook in gunicorn_hooks(self.config, chain, bound_last=True).items():
             self.cfg.set(name, hook)
+
+    def run(self) -> None:
+        """``BaseApplication.run`` with ctxserve's master (:class:`ctxserve.workers.Arbiter`)."""
+        try:
+            Arbiter(self).run()
+        except RuntimeError as exc:
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
 
     def load(self) -> Any:
         log_app_records()

@@ -14,9 +14,16 @@ own, except that SIGUSR1 reopens the apps' log files along with gunicorn's
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import os
+import stat
+import sys
 from typing import Any
 
+from gunicorn.arbiter import Arbiter as _Arbiter
+from gunicorn import util
+from gunicorn.errors import HaltServer
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
@@ -24,7 +31,8 @@ from . import binding as _binding
 from . import config as _config
 from . import streams as _streams
 
-__all__ = ["ReopenAppFiles", "RequestScope", "SyncWorker", "ThreadWorker", "GeventWorker", "WORKERS"]
+__all__ = ["Arbiter", "ReopenAppFiles", "RequestScope", "SyncWorker", "ThreadWorker", "GeventWorker", "WORKERS",
+           "booted", "mark_booted"]
 
 #: A context in which ``request_scope`` is set; each request runs in a copy.
 _SCOPE = contextvars.Context()
@@ -32,7 +40,18 @@ _SCOPE.run(_binding.request_scope.set, True)
 
 
 class RequestScope:
-    """Mixin for a gunicorn worker: each ``handle_request`` in a fresh context."""
+    """Mixin for a gunicorn worker: each ``handle_request`` in a fresh context,
+    and nothing an app raises ends the worker.
+
+    gunicorn's workers catch ``Exception`` (and ``SystemExit``) around a
+    request; what else an app raises from its response iterator or its
+    ``close()`` — ``KeyboardInterrupt``, ``asyncio.CancelledError``,
+    ``GeneratorExit`` — escaped gthread's pool into the worker's main loop,
+    ending the worker with every app's requests in flight. Here it is an
+    error of that request (:class:`~ctxserve.binding.AppRaised`) while the
+    worker is alive; a stopping worker's own ``SystemExit`` or
+    ``GreenletExit`` passes.
+    """
 
     def handle_request(self, *args: Any) -> Any:
         return _SCOPE.copy().run(self._handle_in_scope, *args)
@@ -40,9 +59,47 @@ class RequestScope:
     def _handle_in_scope(self, *args: Any) -> Any:
         try:
             return super().handle_request(*args)  # type: ignore[misc]
+        except Exception:
+            raise
+        except SystemExit as exc:
+            # gunicorn let it through: no byte of the response was sent yet
+            # (it ends a started one itself), so the client gets a 500.
+            if not self.alive:  # type: ignore[attr-defined]
+                raise
+            raise _binding.AppRaised(exc) from exc
+        except BaseException as exc:
+            if not self.alive:  # type: ignore[attr-defined]
+                raise
+            # Whether the response had started is not known here: the
+            # connection is closed rather than risk a 500 inside a body —
+            # here, as gunicorn does for a started response, not in the
+            # gthread worker's main loop, which its linger would hold up.
+            self.log.exception("ctxserve: %s", _binding.AppRaised(exc))  # type: ignore[attr-defined]
+            util.close_graceful(self.request_socket(*args))
+            raise StopIteration from exc
         finally:
             if _streams.partial_lines.get():
                 _streams.flush_partial_lines()
+
+    def run(self) -> None:
+        """After boot: mark the worker booted for the master (:class:`Arbiter`), and
+        let no exception but the worker's own ``SystemExit`` leave it: escaping
+        into gunicorn's code in this process it would run the master's halt
+        path here (``on_exit``, stopping the sibling workers)."""
+        mark_booted(self.tmp)  # type: ignore[attr-defined]
+        try:
+            super().run()  # type: ignore[misc]
+        except (Exception, SystemExit):
+            raise
+        except BaseException as exc:
+            self.log.error("ctxserve: worker %s stops after %r; the master starts another",  # type: ignore[attr-defined]
+                           os.getpid(), exc)
+            sys.exit(1)
+
+    @staticmethod
+    def request_socket(listener: Any, req: Any, sock: Any, addr: Any) -> Any:
+        """The client socket among ``handle_request``'s arguments (sync and gevent)."""
+        return sock
 
 
 class ReopenAppFiles:
@@ -63,16 +120,59 @@ class SyncWorker(RequestScope, ReopenAppFiles, _SyncWorker):
 
 
 class ThreadWorker(RequestScope, ReopenAppFiles, _ThreadWorker):
-    def _handle_in_scope(self, *args: Any) -> Any:
-        try:
-            return super()._handle_in_scope(*args)
-        except SystemExit as exc:
-            # In a pool thread a SystemExit is the app's own (sys.exit() in
-            # its response iterator): gunicorn's signal handlers raise theirs
-            # in the main thread. Escaping, it would end the worker — and
-            # every app's requests in flight — so it ends this request only.
-            raise RuntimeError(f"the app called sys.exit({exc.code!r}) while its response "
-                               "was being sent") from exc
+    @staticmethod
+    def request_socket(req: Any, conn: Any) -> Any:  # type: ignore[override]
+        return conn.sock
+
+
+# -- a booted worker's exit status never stops the master -------------------------------
+
+#: The mode bit of gunicorn's per-worker heartbeat file that says "booted".
+#: The file is made by the master before the fork and shared with the
+#: worker, which only ever touches its times: the bit is the one thing a
+#: worker can tell its master that outlives ``os._exit``.
+_BOOTED = stat.S_IXUSR
+
+
+def mark_booted(tmp: Any) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        os.fchmod(tmp.fileno(), stat.S_IMODE(os.fstat(tmp.fileno()).st_mode) | _BOOTED)
+
+
+def booted(tmp: Any) -> bool:
+    try:
+        return bool(os.fstat(tmp.fileno()).st_mode & _BOOTED)
+    except (OSError, ValueError):
+        return False
+
+
+class Arbiter(_Arbiter):
+    """gunicorn's master, where a worker that dies after it booted is replaced whatever its exit status.
+
+    gunicorn reads exit status 3 (WORKER_BOOT_ERROR) and 4 (APP_LOAD_ERROR)
+    as "this worker could not start", and halts rather than loop: right
+    before boot, wrong after it, when ``os._exit(3)`` in one app's handler
+    would stop every app. gunicorn's own check still halts a worker that
+    never booted.
+    """
+
+    def reap_workers(self) -> None:
+        while True:
+            workers = dict(self.WORKERS)
+            try:
+                return super().reap_workers()  # type: ignore[no-any-return]
+            except HaltServer as halt:
+                # The worker gunicorn popped, then halted at, is the one whose
+                # heartbeat file it has not closed yet; booted() is False for
+                # a closed one.
+                dead = [w for pid, w in workers.items() if pid not in self.WORKERS and booted(w.tmp)]
+                if len(dead) != 1:
+                    raise
+                worker = dead[0]
+                self.log.error("ctxserve: worker %s exited with code %s after it booted; "
+                               "starting another", worker.pid, halt.exit_status)
+                worker.tmp.close()
+                self.cfg.child_exit(self, worker)
 
 
 #: ``[server] worker_class`` -> the worker ``ctxserve serve`` runs (declared in config).

@@ -343,14 +343,7 @@ def test_sys_exit_after_the_first_chunk_or_in_close_fails_that_response_only(fau
     assert wait_for(lambda: f"a {tag} close\n" in app_output(faulty))
 
 
-@pytest.mark.parametrize("plain", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(
-        strict=True, reason="under plain gunicorn's gthread worker, sys.exit() in a response "
-        "iterator before its first chunk escapes the worker, which exits (with the app's exit "
-        "code: 3 or 4 halt the master); ctxserve serve's worker turns it into an error of that "
-        "request; see docs/reliability.md")),
-], ids=["serve", "gunicorn"])
+@pytest.mark.parametrize("plain", [False, True], ids=["serve", "gunicorn"])
 def test_sys_exit_in_the_response_iterator_before_the_first_chunk_is_a_500(tmp_path_factory, plain):
     with module_server(tmp_path_factory, "exit-iter", fault_apps(), {"threads": 8}, plain=plain) as server:
         pid = worker_pid(server, "/b/x")

@@ -115,6 +115,34 @@ def exit_close(environ, start_response, query, tag):
     return _RaisingClose(tag, SystemExit(int(query.get("code", "1"))))
 
 
+# -- any BaseException: KeyboardInterrupt, asyncio.CancelledError, GeneratorExit, ... --
+
+def _base_exception(name):
+    import asyncio
+    import builtins
+    return getattr(asyncio, name, None) or getattr(builtins, name)
+
+
+def raise_base(environ, start_response, query, tag):
+    """Raise ``exc`` (a BaseException's name) ``where`` = call, iter (``late=1``:
+    after the first chunk) or close."""
+    exc = _base_exception(query.get("exc", "KeyboardInterrupt"))
+    where = query.get("where", "call")
+    if where == "call":
+        raise exc(f"{_me()} {tag} call")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    if where == "close":
+        return _RaisingClose(tag, exc(f"{_me()} {tag} close"))
+
+    def body():
+        if "late" in query:
+            yield b"first chunk\n"
+        raise exc(f"{_me()} {tag} iter")
+        yield b"never"  # pragma: no cover
+
+    return body()
+
+
 # -- threads -----------------------------------------------------------------------
 
 def leak(environ, start_response, query, tag):
@@ -194,6 +222,7 @@ def hold_gil(environ, start_response, query, tag):
 ROUTES = {
     "/raise-call": raise_call, "/raise-iter": raise_iter, "/raise-close": raise_close,
     "/exit-call": exit_call, "/exit-iter": exit_iter, "/exit-close": exit_close,
+    "/raise-base": raise_base,
     "/leak": leak, "/release": release, "/flood": flood, "/stream": stream,
     "/os-exit": os_exit, "/segfault": segfault, "/hold-gil": hold_gil, "/spin": spin,
 }

@@ -1,0 +1,143 @@
+"""Containment: no app, client or config change takes the server down.
+
+* any exception an app raises — ``KeyboardInterrupt``,
+  ``asyncio.CancelledError``, ``GeneratorExit`` too — in its call, its
+  response iterator or its ``close()`` ends that request only, under every
+  worker class and under a plain ``gunicorn ctxserve.wsgi:application``;
+  the shared metrics and run directories survive it;
+* a worker that booted and then exits with any status (``os._exit(3)``
+  and ``os._exit(4)`` are gunicorn's boot-error codes) is replaced; the
+  master keeps serving.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from support import wait_for
+from reliability_helpers import Checker, faults_app, module_server, worker_pid
+
+pytestmark = pytest.mark.server
+
+BASE_EXCEPTIONS = ["KeyboardInterrupt", "CancelledError", "GeneratorExit"]
+PLACES = ["call", "iter", "iter-late", "close"]
+
+
+def is_b(r: requests.Response) -> bool:
+    return r.status_code == 200 and r.json()["id"] == "b"
+
+
+#: (worker class, plain gunicorn) pairs: ctxserve serve's three workers and
+#: gunicorn's own gthread worker under the plain entry point.
+KINDS = [("gthread", False), ("sync", False), ("gevent", False), ("gthread", True)]
+
+
+@pytest.fixture(scope="module", params=KINDS, ids=lambda kind: f"{kind[0]}{'-plain' if kind[1] else ''}")
+def served(request, tmp_path_factory):
+    worker_class, plain = request.param
+    apps = {"a": faults_app("a", "/a", stderr="a.err"), "b": faults_app("b", "/b")}
+    server: dict = {"admin": "127.0.0.1:0"} if not plain else {}
+    if plain:
+        args = ("--worker-class", "gthread")
+    else:
+        server.update(worker_class=worker_class, threads=1 if worker_class == "sync" else 8)
+        args = ()
+    name = f"contain-{worker_class}{'-plain' if plain else ''}"
+    tmp = tmp_path_factory.mktemp(name + "-tmp")  # where the master makes its shared directories
+    with module_server(tmp_path_factory, name, apps, server, plain=plain, args=args,
+                       env={"TMPDIR": str(tmp)}) as started:
+        started.tmp = tmp
+        yield started
+
+
+@pytest.mark.parametrize("exc", BASE_EXCEPTIONS)
+def test_a_base_exception_from_an_app_ends_that_request_only(served, exc):
+    pid = worker_pid(served, "/b/x")
+    with Checker(served, {"/b/x": is_b}) as others:
+        wait_for(lambda: others.ok >= 2)
+        for place in PLACES:
+            where, _, late = place.partition("-")
+            url = f"{served.url}/a/raise-base?exc={exc}&where={where}&tag={place}" + ("&late=1" if late else "")
+            try:
+                r = requests.get(url, timeout=30)
+            except requests.RequestException:
+                # A response that failed after it started can only be cut;
+                # one that failed before may be (the server may not know).
+                assert place in ("iter", "iter-late"), f"{exc} in {place}: connection dropped"
+            else:
+                if place == "call":
+                    assert r.status_code == 500, (place, r.status_code, r.text[:200])
+                elif place == "iter":
+                    assert r.status_code == 500, (place, r.status_code, r.text[:200])
+                elif place == "iter-late":
+                    raise AssertionError(f"{exc} after the first chunk: a response that looks whole")
+                else:  # the body was complete before close() raised
+                    assert r.status_code == 200
+        wait_for(lambda: others.ok >= 6)
+    assert others.wrong == [], others.wrong[:5]
+    assert worker_pid(served, "/b/x") == pid, f"{exc}: the worker was replaced"
+    assert served.proc.poll() is None
+    # The shared directories the admin listener needs are still there.
+    if len(served.urls) > 1:
+        assert requests.get(served.admin_url + "/metrics", timeout=10).status_code == 200
+        assert len(list(served.tmp.glob("ctxserve-*"))) == 2
+
+
+def test_the_exit_hook_removes_the_shared_directories_in_the_process_that_made_them_only(tmp_path, monkeypatch):
+    """gunicorn runs ``on_exit`` wherever its Arbiter's halt path runs, which is
+    a worker when an exception escapes the worker's loop: the metrics and run
+    directories every worker shares are the master's to remove."""
+    from ctxserve import config as ctxconfig
+    from ctxserve.server import gunicorn_hooks
+
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "CTXSERVE_RUNTIME_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "app.py").write_text("def application(e, s):\n    return []\n")
+    (tmp_path / "c.toml").write_text(f'[server]\nadmin = "127.0.0.1:0"\n[apps.a]\napp = "app:application"\n'
+                                     f'mount = "/"\npath = ["{tmp_path}"]\n')
+    hooks = gunicorn_hooks(ctxconfig.load(tmp_path / "c.toml"))
+    made = [os.environ["PROMETHEUS_MULTIPROC_DIR"], os.environ["CTXSERVE_RUNTIME_DIR"]]
+    assert all(Path(d).is_dir() and Path(d).parent == tmp_path for d in made)
+    child = os.fork()
+    if child == 0:  # a worker: gunicorn's halt path runs on_exit here
+        try:
+            hooks["on_exit"](None)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    assert all(Path(d).is_dir() for d in made), "a forked process removed the master's directories"
+    hooks["on_exit"](None)
+    assert not any(Path(d).exists() for d in made)
+
+
+def _answers_from_another(server, pid: int) -> bool:
+    try:
+        return worker_pid(server, "/b/x") != pid
+    except requests.RequestException:
+        return False
+
+
+# -- a booted worker's exit status never stops the master ------------------------------
+
+@pytest.mark.parametrize("worker_class", ["gthread", "sync", "gevent"])
+def test_os_exit_3_or_4_after_boot_costs_one_worker_and_the_master_replaces_it(tmp_path_factory, worker_class):
+    apps = {"a": faults_app("a", "/a"), "b": faults_app("b", "/b")}
+    server_table = {"worker_class": worker_class, "threads": 1 if worker_class == "sync" else 4}
+    with module_server(tmp_path_factory, f"exit34-{worker_class}", apps, server_table) as server:
+        for code in (3, 4):
+            pid = worker_pid(server, "/b/x")
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"{server.url}/a/os-exit?code={code}&tag=exit{code}", timeout=30)
+            assert wait_for(lambda: _answers_from_another(server, pid), timeout=30), \
+                f"os._exit({code}): no new worker\n{server.stderr()[-2000:]}"
+            assert server.proc.poll() is None, f"os._exit({code}) stopped the master"
+        assert re.search(r"exited with code 3 after it booted", server.stderr())
