@@ -523,7 +523,7 @@ def _check_engine(server: Any, at: _At) -> None:
             at.child("bind").error(
                 f'engine = "granian" listens on one address, got {len(server.bind)}; give one bind '
                 '(the admin listener has its own key), or set engine = "gunicorn"')
-        if server.bind[0].startswith("fd://"):
+        if parse_address(server.bind[0]).fd is not None:
             at.child("bind").error('engine = "granian" cannot serve an inherited fd://; '
                                    'give "HOST:PORT" or "unix:/PATH", or set engine = "gunicorn"')
     elif server.granian:

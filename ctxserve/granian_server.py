@@ -31,6 +31,10 @@ gunicorn:
 * **SIGTERM / SIGINT** — granian stops its workers gracefully, each given
   ``timeout`` seconds (``[server.granian] workers_kill_timeout``) to
   finish its requests in flight.
+* **SIGUSR1** — as under gunicorn: the master sends it on to every worker,
+  which reopens the apps' log files by name (``streams.reopen_files``), so
+  logrotate works without copytruncate. (granian itself leaves SIGUSR1 at
+  its default, which would end the master and orphan the workers.)
 * **access log** — ``access_log`` writes one line per request, in
   gunicorn's default format plus ``app=NAME`` (:class:`AccessLog`).
 
@@ -44,6 +48,7 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import os
+import signal
 import socket
 import socketserver
 import sys
@@ -54,6 +59,7 @@ from typing import Any, TextIO
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from . import config as _config
+from . import streams as _streams
 from .apps import StartResponse, WSGIApp
 from .config import Config, ConfigError
 from .dispatch import Dispatcher
@@ -98,19 +104,17 @@ def granian_settings(config: Config) -> dict[str, Any]:
 
 def listen(address: str, backlog: int = 1024) -> socket.socket:
     """A listening socket on *address* (``HOST:PORT``, ``[IPv6]:PORT`` or ``unix:/PATH``)."""
-    if address.startswith("unix:"):
-        path = address.removeprefix("unix:").removeprefix("//")
+    parsed = _config.parse_address(address)
+    if parsed.path:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(parsed.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
+        sock.bind(parsed.path)
     else:
-        host, _, port = address.rpartition(":")
-        host = host[1:-1] if host.startswith("[") else host
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        family = socket.AF_INET6 if ":" in parsed.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, int(port)))
+        sock.bind((parsed.host, parsed.port))
     sock.listen(backlog)
     sock.set_inheritable(True)
     return sock
@@ -278,6 +282,23 @@ class GranianServer:
         self.admin_socket: socket.socket | None = None
         # One flag shared with every worker (inherited at fork): the first prints the table.
         self._table_printed = multiprocessing.Value("b", 0)
+        self._master_pid = os.getpid()
+        self._workers: list[Any] = []  # granian's, once serving (for SIGUSR1)
+
+    def on_usr1(self, signum: int, frame: Any) -> None:
+        """SIGUSR1: the master sends it on to every worker; a worker reopens the apps' log files.
+
+        One handler for both: a forked worker inherits the master's until
+        :meth:`load` installs its own, and must never signal its siblings.
+        """
+        if os.getpid() != self._master_pid:
+            _streams.reopen_files()
+            return
+        for worker in list(self._workers):
+            pid = getattr(getattr(worker, "inner", None), "pid", None)
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGUSR1)
 
     def reread(self) -> None:
         """On SIGHUP, in the master, before granian restarts the workers: read the config again.
@@ -302,6 +323,8 @@ class GranianServer:
     def load(self) -> WSGIApp:
         """In each new worker: load the apps, start what the admin listener needs, return the WSGI app."""
         log_app_records()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, self.on_usr1)  # a spawned (not forked) worker has none yet
         front = application(self.config, strict=False)
         with self._table_printed.get_lock():
             if not self._table_printed.value:
@@ -337,6 +360,8 @@ class GranianServer:
         server.ctxserve_socket = public
         server.ctxserve_listening = listening
         server.on_reload(self.reread)
+        self._workers = server.wrks
+        signal.signal(signal.SIGUSR1, self.on_usr1)
         try:
             server.serve(target_loader=self.load, wrap_loader=False)
         finally:

@@ -434,8 +434,10 @@ def test_log_records_of_one_app_never_reach_another_apps_root_handler(make_confi
 
 # -- log rotation: SIGUSR1 reopens the apps' files, as gunicorn's own ------------------
 
-@pytest.mark.parametrize("worker_class", ["sync", "gthread", "gevent"])
-def test_sigusr1_to_the_master_reopens_app_log_files_renamed_by_a_rotation(tmp_path, worker_class):
+@pytest.mark.parametrize(("engine", "worker_class"),
+                         [("gunicorn", "sync"), ("gunicorn", "gthread"), ("gunicorn", "gevent"),
+                          ("granian", "gthread")])
+def test_sigusr1_to_the_master_reopens_app_log_files_renamed_by_a_rotation(tmp_path, engine, worker_class):
     """logrotate without copytruncate: rename the files, USR1 to the master, the new files get the lines."""
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -444,7 +446,7 @@ def test_sigusr1_to_the_master_reopens_app_log_files_renamed_by_a_rotation(tmp_p
             "other": probe_app("other", "/other", stdout=str(logs / "other.out"))}
     config = tmp_path / "ctxserve.toml"
     config.write_text(toml_text({"workers": 1}, apps))
-    server = start_server(serve_command(config, "--worker-class", worker_class), tmp_path)
+    server = start_server(serve_command(config, "--worker-class", worker_class, engine=engine), tmp_path)
     try:
         assert server.get("/rot/echo?tag=before").ok and server.get("/other/echo?tag=before").ok
         out.rename(logs / "rot.out.1")
