@@ -65,7 +65,7 @@ from .config import Config, ConfigError
 from .dispatch import Dispatcher
 from .server import application, log_app_records, make_shared_dirs, print_table, remove_shared_dirs
 
-__all__ = ["AccessLog", "GranianServer", "granian_settings"]
+__all__ = ["AccessLog", "GranianServer", "Responses", "granian_settings", "listen", "serve_admin"]
 
 log = logging.getLogger("ctxserve.granian")
 
@@ -138,6 +138,10 @@ def _granian_class() -> type:
         ctxserve_socket: socket.socket
         ctxserve_listening: str = ""
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.respawned_wrks = _NoCrashLoop()
+
         def _init_shared_socket(self) -> None:
             # granian binds its address itself, per worker on Linux (so a
             # port 0 would be one port per worker): give it ours instead.
@@ -155,6 +159,20 @@ def _granian_class() -> type:
             return self.ctxserve_listening
 
     return Granian
+
+
+class _NoCrashLoop(dict):  # type: ignore[type-arg]
+    """granian's record of when each worker was respawned, read as "long ago".
+
+    granian stops the whole server when a worker dies again within 5.5 s
+    of its respawn ("crash loop"). With several apps in one worker, one
+    app's ``os._exit()`` or segfault, twice, would stop every app: ctxserve
+    has the dead worker replaced whatever, as gunicorn's master does (an app
+    that fails to import does not kill a worker: it answers 503).
+    """
+
+    def get(self, key: Any, default: Any = None) -> float:
+        return 0.0
 
 
 # -- the admin listener, in each worker ----------------------------------------------
@@ -184,6 +202,77 @@ def serve_admin(sock: socket.socket, app: WSGIApp) -> _AdminServer:
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
                      name="ctxserve-admin", daemon=True).start()
     return server
+
+
+# -- responses: what gunicorn's worker does around one, and granian does not ----------------
+
+_ERROR_BODY = b"Internal Server Error: the application raised an exception\n"
+_ERROR_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(_ERROR_BODY)))]
+_NOTHING: Any = object()
+
+
+class Responses:
+    """WSGI middleware: a streamed response as gunicorn's worker sends it.
+
+    granian sends the status and headers as soon as the app's call returns
+    and then iterates; so this takes the first chunk before handing the
+    response over. An app that calls ``start_response`` at its first
+    iteration (as WSGI allows) then has its status sent, and one that
+    raises before its first chunk gets a 500 rather than a cut 200. An
+    exception later in the iteration ends that response (granian logs it);
+    one in ``close()`` is logged here, with its traceback (granian drops it).
+    """
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        result = self.app(environ, start_response)
+        if type(result) is list or type(result) is tuple:
+            return result
+        iterator = iter(result)
+        try:
+            first = next(iterator)
+        except StopIteration:
+            _close(result, environ)
+            return []
+        except BaseException:
+            log.exception("Error handling request %s", environ.get("RAW_URI") or environ.get("PATH_INFO"))
+            _close(result, environ)
+            start_response("500 Internal Server Error", _ERROR_HEADERS, sys.exc_info())
+            return [_ERROR_BODY]
+        return _Rest(first, iterator, result, environ)
+
+
+def _close(result: Any, environ: dict[str, Any]) -> None:
+    close = getattr(result, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except BaseException:
+        log.exception("Error closing the response of %s", environ.get("PATH_INFO"))
+
+
+class _Rest:
+    """The first chunk, then the rest of the response; ``close()`` closes it."""
+
+    __slots__ = ("_first", "_iterator", "_result", "_environ")
+
+    def __init__(self, first: bytes, iterator: Iterator[bytes], result: Any, environ: dict[str, Any]) -> None:
+        self._first, self._iterator, self._result, self._environ = first, iterator, result, environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first is not _NOTHING:
+            chunk, self._first = self._first, _NOTHING
+            return chunk
+        return next(self._iterator)  # an error here is logged by granian, which ends the response
+
+    def close(self) -> None:
+        _close(self._result, self._environ)
 
 
 # -- the access log ---------------------------------------------------------------------
@@ -339,6 +428,7 @@ class GranianServer:
             front.reloader.start()
             serve_admin(self.admin_socket, front.admin)
             multiprocessing.util.Finalize(None, _worker_exit, args=(front,), exitpriority=10)
+        public = Responses(public)
         if self.config.server.access_log:
             public = AccessLog(public, _access_log_stream(self.config.server.access_log))
         return public
