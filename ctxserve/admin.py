@@ -243,6 +243,7 @@ class AdminApp:
                 "p50_seconds": numbers.get("p50_seconds"),
                 "p99_seconds": numbers.get("p99_seconds"),
                 "in_flight": numbers.get("in_flight", 0),
+                "globals": app.guarded,
             })
         return rows
 
@@ -291,7 +292,7 @@ also as JSON with <code>Accept: application/json</code></p>
 <table>
 <thead><tr><th>app</th><th>mount / host</th><th>status</th><th class="num">requests</th>
 <th class="num">errors (5xx)</th><th class="num">p50 latency</th><th class="num">p99 latency</th>
-<th class="num">in flight</th></tr></thead>
+<th class="num">in flight</th><th>changed process globals</th></tr></thead>
 <tbody>
 {rows}
 </tbody>
@@ -325,7 +326,8 @@ def status_html(rows: Sequence[dict[str, Any]]) -> str:
             f'<tr><td><b>{esc(row["name"])}</b></td><td><code>{esc(row["route"])}</code></td>'
             f'<td>{status}</td><td class="num">{int(row["requests"])}</td>'
             f'<td class="num">{int(row["errors"])}</td><td class="num">{_ms(row["p50_seconds"])}</td>'
-            f'<td class="num">{_ms(row["p99_seconds"])}</td><td class="num">{int(row["in_flight"])}</td></tr>')
+            f'<td class="num">{_ms(row["p99_seconds"])}</td><td class="num">{int(row["in_flight"])}</td>'
+            f'<td>{esc("; ".join(f"{k}: {v}" for k, v in row["globals"].items()))}</td></tr>')
     failed = sum(1 for row in rows if not row["loaded"])
     summary = f"{len(rows)} apps, all loaded" if not failed else f"{len(rows)} apps, {failed} failed"
     return _PAGE.format(summary=esc(summary), pid=os.getpid(), rows="\n".join(lines))

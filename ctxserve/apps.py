@@ -23,12 +23,13 @@ from typing import Any, TypeAlias
 
 from . import binding as _binding
 from . import environ as _environ
+from . import guard as _guard
 from . import namespaces as _namespaces
 from . import process as _process
 from . import streams as _streams
 from .config import AppConfig, parse_app_spec
 
-__all__ = ["App", "WSGIApp", "load_callable"]
+__all__ = ["App", "GuardedGlobalChanged", "WSGIApp", "load_callable"]
 
 StartResponse: TypeAlias = Callable[..., Any]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -77,6 +78,8 @@ class App:
             decimal=config.decimal_context(),
             modules=_namespaces.new(config.name, config.isolate, tuple(config.path),
                                     tuple(_binding.server.path)),
+            # A wrapped callable's code is shared code: its threads carry the app's context.
+            threads="all" if wsgi is not None else "own",
         )
         self.binding.modules.binding = self.binding
         self.context = _binding.context_for(self.binding)
@@ -100,6 +103,11 @@ class App:
         return self.error is None and self.target is not self._unavailable
 
     @property
+    def guarded(self) -> dict[str, str]:
+        """The guarded process globals this app changed: name -> what changed."""
+        return dict(_guard.changes(self.binding))
+
+    @property
     def status(self) -> str:
         """``"loaded"`` (with its warnings, if any), ``"failed: <why>"``, or ``"not loaded"``."""
         if self.error is not None:
@@ -112,7 +120,10 @@ class App:
         """Import the app inside its own context; on failure, answer 503.
 
         The traceback goes to the app's own stderr; the server goes on.
+        A guarded process global the import changed is recorded (guard.py);
+        with ``globals = "fail"`` it fails the load.
         """
+        before = _guard.snapshot()
         try:
             with self.binding.modules.load_report() as self.warnings:
                 if self.wsgi is None:
@@ -120,8 +131,12 @@ class App:
             for warning in self.warnings:  # what isolate could not do, and the fix
                 self.context.run(print, f"ctxserve: warning: {warning}", file=sys.stderr)
             self.context.run(_streams.flush_partial_lines)
+            changed = _guard.changed_since(self.binding, before)
+            if changed and self.config.globals == "fail":
+                raise GuardedGlobalChanged(self.name, changed)
         except _APP_ERRORS as exc:
-            self.context.run(traceback.print_exc)
+            if not isinstance(exc, GuardedGlobalChanged):
+                self.context.run(traceback.print_exc)
             self.context.run(_streams.flush_partial_lines)
             self.error = f"{type(exc).__name__}: {exc}"
             self.target = self._unavailable
@@ -222,6 +237,17 @@ class App:
         return f"<App {self.name!r} {self.status}>"
 
 
+class GuardedGlobalChanged(Exception):
+    """An app with ``globals = "fail"`` changed a process-wide global while it loaded."""
+
+    def __init__(self, app: str, changed: Mapping[str, str]) -> None:
+        what = "; ".join(f"{name} ({change})" for name, change in changed.items())
+        super().__init__(
+            f"it changed the process-wide {what}, which every app shares, and apps.{app}.globals "
+            f'is "fail"; leave it unchanged in the app, run the app in a process of its own, '
+            f'or set globals = "warn"')
+
+
 def _internal_error(start_response: StartResponse) -> Iterable[bytes]:
     """Runs in the failed request's context: the traceback goes to the app's stderr."""
     traceback.print_exc()
@@ -265,8 +291,12 @@ def load_callable(spec: str) -> WSGIApp:
 
 
 def describe(app: App) -> Mapping[str, str]:
-    """One row of the app table (never the app's environ values)."""
+    """One row of the app table (never the app's environ values); the status
+    names the guarded process globals the app changed."""
     where = app.config.mount
     if app.config.host:
         where = ",".join(app.config.host) + (where if where != "/" else "")
-    return {"name": app.name, "route": where, "app": app.config.app, "status": app.status}
+    status = app.status
+    if app.guarded:  # the last thing on the line, as its status may hold spaces
+        status += "; changed process-wide: " + ", ".join(app.guarded)
+    return {"name": app.name, "route": where, "app": app.config.app, "status": status}

@@ -12,6 +12,20 @@ Code an app starts keeps the app's context: threads (``threading.Thread``),
 copy the context by themselves. The hand-off points are patched by the
 process layer (``process.py``); :func:`run_detached`, :func:`begin_detached`
 and :func:`end_detached` here are what the patches call.
+
+**Threads started by shared code.** A thread is the app's when the app's
+own code starts it: the code that calls ``Thread.start()``, or the code the
+thread runs (its ``target``, or its class's ``run``), is one of the app's
+private modules (found on its ``path``, or a package it isolates). A
+thread that shared code starts to run shared code — the worker a shared
+library starts lazily, on whichever app's request comes first, and then
+uses for every app — starts with no app's context, as the server's own
+threads do: it never runs one app's work with another app's binding
+(:func:`own_thread` decides). Work handed to a ``ThreadPoolExecutor``
+carries the context of the code that submitted it, whoever started the
+pool's threads. ``ctxserve.wrap()`` cannot tell a wrapped callable's code
+from shared code, so there every thread started in the app's context
+carries it.
 """
 
 from __future__ import annotations
@@ -21,11 +35,12 @@ import decimal
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 __all__ = ["AppRaised", "Binding", "current", "server", "request_scope", "context_for", "bind_response",
-           "run_detached", "begin_detached", "end_detached", "detach_hooks", "flush_hooks"]
+           "run_as", "run_detached", "begin_detached", "end_detached", "detach_hooks", "flush_hooks", "own_thread"]
 
 T = TypeVar("T")
 
@@ -44,11 +59,12 @@ class Binding:
     """
 
     __slots__ = ("name", "environ", "stdout", "stderr", "stdin", "argv", "path",
-                 "decimal", "modules", "__weakref__")
+                 "decimal", "modules", "state", "threads", "__weakref__")
 
     def __init__(self, name: str, *, environ: dict[str, str], stdout: Any, stderr: Any,
                  stdin: Any, argv: list[str], path: list[str],
-                 decimal: decimal.Context | None = None, modules: Any = None) -> None:
+                 decimal: decimal.Context | None = None, modules: Any = None,
+                 threads: str = "own") -> None:
         self.name = name
         self.environ = environ
         self.stdout = stdout
@@ -58,6 +74,14 @@ class Binding:
         self.path = path
         self.decimal = decimal
         self.modules = modules
+        #: The app's own values of the other per-app globals (``globals.py``),
+        #: made on first use, and what it changed of the guarded ones
+        #: (``guard.py``): one dict for the app, kept by :meth:`replace`.
+        self.state: dict[str, Any] = {}
+        #: Which threads started in this app's context carry it: ``"own"``
+        #: (those its own code starts: see :func:`own_thread`) or ``"all"``
+        #: (``ctxserve.wrap()``, whose code is shared code).
+        self.threads = threads
 
     def replace(self, **changes: Any) -> Binding:
         """A copy with some attributes changed; the rest stays shared."""
@@ -226,7 +250,8 @@ def end_detached() -> None:
         hook()
 
 
-def _detached(binding: Binding, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def run_as(binding: Binding, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """*fn* as a thread or pool job of *binding*'s app (in a copy of its context)."""
     begin_detached(binding)
     try:
         return fn(*args, **kwargs)
@@ -247,4 +272,24 @@ def run_detached(fn: Callable[..., T]) -> Callable[..., T]:
     binding = current.get()
     if binding is None:
         return fn
-    return functools.partial(contextvars.copy_context().run, _detached, binding, fn)
+    return functools.partial(contextvars.copy_context().run, run_as, binding, fn)
+
+
+def own_thread(binding: Binding, thread: threading.Thread, caller: dict[str, Any]) -> bool:
+    """Is *thread* the app's own: started by, or running, the app's own code?
+
+    *caller* is the globals of the code that calls ``thread.start()``. The
+    app's own code is a module private to it: one whose builtins are the
+    app's copy (``namespaces.py``).
+    """
+    own = getattr(binding.modules, "builtins", None)
+    if binding.threads == "all" or own is None or caller.get("__builtins__") is own:
+        return True
+    code: Any = getattr(thread, "_target", None) or type(thread).run
+    while isinstance(code, functools.partial):
+        code = code.func
+    code = getattr(code, "__func__", code)
+    code_globals = getattr(code, "__globals__", None)
+    if code_globals is None:  # a callable object: its class's __call__
+        code_globals = getattr(getattr(type(code), "__call__", None), "__globals__", {})
+    return code_globals.get("__builtins__") is own

@@ -771,6 +771,8 @@ SETTINGS: tuple[Setting, ...] = (
             gunicorn="accesslog",
             to_gunicorn=lambda server: {"accesslog": server.access_log, "access_log_format": ACCESS_LOG_FORMAT}
             if server.access_log else {}),
+    Setting("server", "globals", _choice("warn", "fail"), "warn",
+            "default of every app's `globals`"),
     Setting("server", "gunicorn", _gunicorn, {},
             "table `[server.gunicorn]`: any other gunicorn setting, by its gunicorn name "
             '(engine = "gunicorn" only)'),
@@ -824,6 +826,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(0: no limit)"),
     Setting("apps.NAME", "queue_timeout", _seconds, 0,
             "seconds a request may wait for a slot before a 503 with Retry-After (0: do not wait)"),
+    Setting("apps.NAME", "globals", _choice("warn", "fail"), None,
+            'a guarded process global (current directory, umask, locale, signal handlers, TZ, ...) changed '
+            'by this app: "warn" (report it) or "fail" (its load fails)', shown="[server] globals"),
     # [apps.NAME.decimal]: keys left out keep Python's default.
     Setting("apps.NAME.decimal", "prec", _integer(1, decimal.MAX_PREC, "an integer >= 1"), None,
             "significant digits", shown="28"),
@@ -1038,6 +1043,7 @@ def parse(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Config:
             apps_data,
         )
     apps = tuple(_app(name, table, root.child("apps").child(name)) for name, table in apps_data.items())
+    apps = tuple(app if app.globals else dataclasses.replace(app, globals=server.globals) for app in apps)
     _check_routes(apps, root.child("apps"))
     return Config(path=absolute, server=server, apps=apps)
 

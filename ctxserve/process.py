@@ -50,6 +50,8 @@ from typing import Any, Literal
 
 from . import binding as _binding
 from . import environ as _environ
+from . import globals as _globals
+from . import guard as _guard
 from . import namespaces as _namespaces
 from . import streams as _streams
 from . import virtual as _virtual
@@ -132,9 +134,16 @@ def _thread_start() -> None:
 
     @functools.wraps(original)
     def start(self: threading.Thread) -> None:
-        if _binding.current.get() is not None:
-            # An instance attribute shadows ``run`` (also a subclass's run).
-            self.run = _binding.run_detached(self.run)  # type: ignore[method-assign]
+        b = _binding.current.get()
+        if b is not None and _binding.own_thread(b, self, sys._getframe(1).f_globals):
+            # Instance attributes shadow ``run`` (also a subclass's run) and
+            # the hook threading calls when run raises, which then runs in
+            # the thread's context too: threading.excepthook is the app's.
+            ctx = contextvars.copy_context()
+            self.run = functools.partial(ctx.run, _binding.run_as, b, self.run)  # type: ignore[method-assign]
+            invoke = getattr(self, "_invoke_excepthook", None)
+            if invoke is not None:
+                self._invoke_excepthook = functools.partial(ctx.run, invoke)  # type: ignore[attr-defined]
         original(self)
 
     threading.Thread.start = start  # type: ignore[method-assign]
@@ -260,8 +269,11 @@ GLOBALS: tuple[Global, ...] = (
            "for each request when the app has a `decimal` table",
            "`decimal` keeps its context in a context variable already", None),
     Global("threading.Thread.start", "per app",
-           "a thread an app starts runs in a copy of the app's context",
-           "Python 3.11–3.13 start every thread with an empty context", _thread_start),
+           "a thread the app's own code starts (the caller of `start()` or the thread's `target`/`run` is "
+           "one of the app's private modules) runs in a copy of the app's context; a thread that shared "
+           "code starts to run shared code gets no app's context",
+           "Python 3.11–3.13 start every thread with an empty context; a shared library's lazily started "
+           "worker thread serves every app, so the first app's context must not stay in it", _thread_start),
     Global("concurrent.futures.ThreadPoolExecutor.submit", "per app",
            "a job an app submits runs in a copy of the app's context",
            "a pool's workers run every job in the context they were started in", _executor_submit),
@@ -284,6 +296,63 @@ GLOBALS: tuple[Global, ...] = (
            "nothing is patched: each private module gets its app's copy of the builtins, whose `__import__` resolves in "
            "the app's namespace first; shared modules keep the real builtins",
            "the `import` statement calls the frame's builtins' `__import__`", None),
+    Global("random.seed, random.random, random.choice, random.getstate", "per app",
+           "every module-level function calls the app's own `random.Random`, reseeded in every worker after a fork",
+           "the module-level functions are bound methods of one hidden `Random` instance",
+           _globals.install_random),
+    Global("logging.root, logging.basicConfig, logging.disable", "per app",
+           "`logging.root`'s class answers `level`, `handlers`, `filters`, `disabled` with the app's own "
+           "(first a copy of the server's root); `Logger.isEnabledFor` keeps its cache and the `disable` "
+           "level per app; the server's loggers (`gunicorn.*`, `ctxserve.*`) are judged by the server's",
+           "every logger's records end at the one root logger; `isEnabledFor` caches per logger object",
+           _globals.install_logging),
+    Global("warnings.filters, warnings.simplefilter, warnings.filterwarnings, warnings.resetwarnings, "
+           "warnings.catch_warnings, warnings.showwarning", "per app",
+           "`warnings`' class answers `filters`, `defaultaction`, `onceregistry`, `showwarning` with the "
+           "app's own (first a copy of the process's); `_add_filter`, `resetwarnings` and `_showwarnmsg` "
+           "read those attributes",
+           "the C `_warnings` module reads them as attributes of `warnings`; its Python functions read "
+           "module globals", _globals.install_warnings),
+    Global("socket.setdefaulttimeout, socket.getdefaulttimeout", "per app",
+           "the app's default timeout, applied in `socket.socket.__init__` to every socket created in the app",
+           "the default timeout is one C global of `_socket`", _globals.install_socket),
+    Global("sys.excepthook", "per app", "`sys`'s class answers with the app's own",
+           "C calls `sys.__dict__['excepthook']` only for the main thread's uncaught exceptions, "
+           "which are the server's", _sys_attributes),
+    Global("threading.excepthook", "per app",
+           "`threading`'s class answers with the app's own; the module global that `Thread` calls is a "
+           "function that calls it, in the failed thread's (the app's) context",
+           "`Thread` calls the module global `excepthook` read from `threading.__dict__`",
+           _globals.install_threading),
+    Global("tempfile.tempdir, tempfile.gettempdir, tempfile.mkstemp, tempfile.TemporaryDirectory", "per app",
+           "`tempfile`'s class answers `tempdir` with the app's own; unset, it is found from the app's "
+           "own `TMPDIR`/`TEMP`/`TMP` (its environ)",
+           "every `tempfile` function asks `_gettempdir()`, which caches one directory per process",
+           _globals.install_tempfile),
+    Global("mimetypes.add_type, mimetypes.init, mimetypes.guess_type", "per app",
+           "the functions use the app's own database, first a copy of the process's",
+           "the module-level functions share one `MimeTypes` database", _globals.install_mimetypes),
+    Global("urllib.request.install_opener, urllib.request.urlopen", "per app",
+           "the opener an app installs is its own", "`urlopen` reads one module global `_opener`",
+           _globals.install_urllib),
+    Global("ssl._create_default_https_context", "per app",
+           "`ssl`'s class answers with the app's own",
+           "`http.client` and `urllib` read it as an attribute of `ssl` for every HTTPS connection",
+           _globals.install_ssl),
+    *(Global(g.name, "guarded", _guard.watched(g), g.why, _guard.install) for g in _guard.GUARDED),
+    Global("logging.getLogger(name) of a shared module", "shared",
+           "nothing: its level and handlers are the process's; a logger named after an app's private module is the app's own (above)",
+           "one tree per process, found by name, like the shared modules that log to them"),
+    Global("builtins", "shared", "nothing",
+           "shared modules run with the process's builtins"),
+    Global("atexit, codecs.register, copyreg, sys.addaudithook", "shared", "nothing",
+           "process-wide registries that only add: what an app registers stays for the process"),
+    Global("sys.settrace, sys.setprofile, threading.settrace", "shared", "nothing",
+           "per thread in CPython, and a worker thread serves every app"),
+    Global("asyncio.set_event_loop_policy", "shared", "nothing", "one per process; WSGI apps rarely set it"),
+    Global("file descriptors, resource limits, user and group ids, process priority", "shared", "nothing",
+           "the kernel keeps them per process"),
+    Global("state inside C extensions and C libraries", "shared", "nothing", "outside Python's reach"),
 )
 
 _lock = threading.Lock()
@@ -317,7 +386,7 @@ def reference_markdown() -> str:
             continue
         lines += [f"### {kind.capitalize()}", "", "| global | what ctxserve does | why |", "| --- | --- | --- |"]
         for row in rows:
-            names = ", ".join(f"`{name.strip()}`" for name in row.name.split(", "))
+            names = ", ".join(name if " " in name else f"`{name}`" for name in map(str.strip, row.name.split(", ")))
             lines.append(f"| {names} | {_cell(row.by)} | {_cell(row.why)} |")
         lines.append("")
     return "\n".join(lines)

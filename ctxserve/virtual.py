@@ -15,9 +15,11 @@ Outside every app each attribute reads and assigns the server's binding
 from __future__ import annotations
 
 from typing import Any
+import sys
 import types
 
 from . import binding as _binding
+from . import globals as _globals
 from . import streams as _streams
 
 __all__ = ["STREAMS", "LISTS", "SysAttribute", "SysModule"]
@@ -75,3 +77,6 @@ class SysModule(types.ModuleType):
     argv = SysAttribute("argv")
     path = SysAttribute("path")
     modules = SysAttribute("modules")  # an app's Namespace (namespaces.py)
+    # The app's own; C reads sys.__dict__["excepthook"] (the server's) for
+    # the main thread's uncaught exceptions, which are the server's.
+    excepthook = _globals.ModuleAttribute("sys", "excepthook", lambda server: sys.__excepthook__)

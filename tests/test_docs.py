@@ -26,3 +26,4 @@ def test_readme_starts_with_the_demo_and_test_commands() -> None:
     assert "pytest" in commands[1]
     ci = (README.parent / ".ci" / "run").read_text()
     assert commands[1] in ci, ".ci/run must call exactly the README's test command"
+
