@@ -89,6 +89,7 @@ def test_minimal_config_gets_documented_defaults(write_config):
         isolate=(),
         max_concurrency=0,
         queue_timeout=0.0,
+        globals="warn",  # not set: the [server] default
     )
     assert app.decimal_context() is None
 

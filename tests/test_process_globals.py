@@ -197,3 +197,16 @@ def test_the_start_table_names_the_guarded_global_and_the_app(tmp_path: Path) ->
         srv.stop()
     assert "loaded; changed process-wide: recursion limit" in srv.stdout()
     assert json.dumps("b")[1:-1] in srv.stderr()
+
+
+def test_the_globals_key_is_checked_and_defaults_to_the_servers() -> None:
+    from ctxserve.config import ConfigError, parse
+
+    app = {"app": "x:application", "mount": "/"}
+    assert parse({"apps": {"a": app}}, "c.toml").apps[0].globals == "warn"
+    assert parse({"server": {"globals": "fail"}, "apps": {"a": app}}, "c.toml").apps[0].globals == "fail"
+    assert parse({"server": {"globals": "fail"}, "apps": {"a": {**app, "globals": "warn"}}},
+                 "c.toml").apps[0].globals == "warn"
+    with pytest.raises(ConfigError, match=r'c.toml: apps.a.globals: expected one of "warn", "fail", '
+                                          r'got "fial"; did you mean "fail"\?'):
+        parse({"apps": {"a": {**app, "globals": "fial"}}}, "c.toml")
