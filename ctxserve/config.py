@@ -60,6 +60,7 @@ __all__ = [
     "SETTINGS",
     "ServerConfig",
     "Setting",
+    "granian_settings",
     "gunicorn_settings",
     "load",
     "override_server",
@@ -707,7 +708,8 @@ class Setting:
     ``gunicorn`` names the gunicorn setting a [server] key controls, which is
     therefore refused in [server.gunicorn]; ``to_gunicorn(server)`` gives
     the gunicorn settings it stands for (default: its value under that name;
-    ``{}`` leaves gunicorn's default).
+    ``{}`` leaves gunicorn's default); ``granian``/``to_granian`` the same
+    for the granian engine's ``granian.Granian`` arguments.
     ``wrap``: an [apps.NAME] key that :func:`ctxserve.wrap` takes too (it
     makes sense for a callable already imported).
     ``flag`` (a metavar) gives a [server] key its ``ctxserve serve`` option,
@@ -723,6 +725,8 @@ class Setting:
     shown: str = ""
     gunicorn: str = ""
     to_gunicorn: Callable[[Any], Mapping[str, Any]] | None = None
+    granian: str = ""
+    to_granian: Callable[[Any], Mapping[str, Any]] | None = None
     flag: str = ""
     repeat: bool = False
     wrap: bool = False
@@ -739,6 +743,12 @@ class Setting:
         value = getattr(server, self.name)
         return {self.gunicorn: list(value) if isinstance(value, tuple) else value} if self.gunicorn else {}
 
+    def granian_values(self, server: Any) -> Mapping[str, Any]:
+        """The ``granian.Granian`` arguments this key of *server* stands for (``granian``, ``to_granian``)."""
+        if self.to_granian is not None:
+            return self.to_granian(server)
+        return {self.granian: getattr(server, self.name)} if self.granian else {}
+
 
 SETTINGS: tuple[Setting, ...] = (
     # [server]
@@ -747,9 +757,10 @@ SETTINGS: tuple[Setting, ...] = (
             # The admin listener is one more bind, always the last one.
             to_gunicorn=lambda server: {"bind": [*server.bind, *([server.admin] if server.admin else [])]},
             flag="ADDR", repeat=True),
-    Setting("server", "workers", _integer(1), 1, "number of worker processes", gunicorn="workers", flag="N"),
+    Setting("server", "workers", _integer(1), 1, "number of worker processes", gunicorn="workers", flag="N",
+            granian="workers"),
     Setting("server", "threads", _integer(1), 8, "threads per worker; more than 1 selects the gthread worker",
-            gunicorn="threads", flag="N",
+            gunicorn="threads", flag="N", granian="blocking_threads",
             # gunicorn turns "sync" with threads > 1 into gthread; a user who
             # asks for sync means one request at a time per worker.
             to_gunicorn=lambda server: {"threads": 1 if server.worker_class == "sync" else server.threads}),
@@ -761,7 +772,9 @@ SETTINGS: tuple[Setting, ...] = (
             '"gunicorn" or "granian" (granian needs `pip install \'ctxserve[granian]\'`): which server '
             'runs the apps; see "Engines" in the README', flag="E"),
     Setting("server", "timeout", _integer(0), 30,
-            "seconds a silent worker is given before it is restarted (0: never)", gunicorn="timeout"),
+            "seconds a silent worker is given before it is restarted (0: never)", gunicorn="timeout",
+            # granian has no silent-worker timeout: a stopping worker gets it to finish its requests.
+            to_granian=lambda server: {"workers_kill_timeout": server.timeout or None}),
     Setting("server", "strict", _boolean, False, "true: refuse to start if any app fails to load"),
     Setting("server", "admin", _admin, "",
             'TCP address of the admin listener (/healthz, /readyz, /metrics, /status), '
@@ -775,9 +788,11 @@ SETTINGS: tuple[Setting, ...] = (
             "default of every app's `globals`"),
     Setting("server", "gunicorn", _gunicorn, {},
             "table `[server.gunicorn]`: any other gunicorn setting, by its gunicorn name "
-            '(engine = "gunicorn" only)'),
+            '(engine = "gunicorn" only)',
+            to_gunicorn=lambda server: server.gunicorn),
     Setting("server", "granian", _granian, {},
-            'table `[server.granian]`: granian\'s own settings, below (engine = "granian" only)'),
+            'table `[server.granian]`: granian\'s own settings, below (engine = "granian" only)',
+            to_granian=lambda server: server.granian),
     # [server.granian]: granian keyword arguments; keys left out keep granian's default.
     Setting("server.granian", "backpressure", _integer(1), None,
             "requests a worker accepts before it stops reading new ones", shown="1024 / workers"),
@@ -960,13 +975,24 @@ def serve_options() -> tuple[Setting, ...]:
 def gunicorn_settings(server: Any) -> dict[str, Any]:
     """The gunicorn settings that a ServerConfig stands for, by gunicorn name.
 
-    Each declared key's own (``Setting.gunicorn_values``), then
-    ``[server.gunicorn]``, which may set anything ctxserve does not own.
+    Each declared key's own (``Setting.gunicorn_values``), in declaration
+    order: ``[server.gunicorn]``, declared after every key that owns a
+    gunicorn setting, may set anything else.
     """
     settings: dict[str, Any] = {}
     for setting in _section("server").values():
         settings.update(setting.gunicorn_values(server))
-    settings.update(server.gunicorn)
+    return settings
+
+
+def granian_settings(server: Any) -> dict[str, Any]:
+    """The ``granian.Granian`` arguments that a ServerConfig stands for (``Setting.granian_values``).
+
+    In declaration order: ``[server.granian]`` comes last and wins.
+    """
+    settings: dict[str, Any] = {}
+    for setting in _section("server").values():
+        settings.update(setting.granian_values(server))
     return settings
 
 

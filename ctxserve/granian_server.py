@@ -83,21 +83,20 @@ LOGGING: dict[str, Any] = {
 
 
 def granian_settings(config: Config) -> dict[str, Any]:
-    """The keyword arguments of ``granian.Granian`` that ``[server]`` stands for."""
-    server = config.server
-    settings: dict[str, Any] = {
+    """The keyword arguments of ``granian.Granian`` that ``[server]`` stands for.
+
+    What ctxserve always asks of granian, then what the declared keys give
+    (:func:`ctxserve.config.granian_settings`).
+    """
+    return {
         "interface": "wsgi",
-        "workers": server.workers,
-        "blocking_threads": server.threads,
         # A worker that dies is replaced, as gunicorn's master does.
         "respawn_failed_workers": True,
-        "workers_kill_timeout": server.timeout or None,
         "log_access": False,  # ctxserve's own, which names the app (AccessLog)
         "log_dictconfig": LOGGING,
+        # workers, threads, timeout and [server.granian], from their declarations.
+        **_config.granian_settings(config.server),
     }
-    for name, value in server.granian.items():
-        settings[name] = value
-    return settings
 
 
 # -- listeners ---------------------------------------------------------------------

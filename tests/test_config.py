@@ -27,6 +27,7 @@ from ctxserve.config import (
     Config,
     ConfigError,
     ServerConfig,
+    granian_settings,
     gunicorn_settings,
     load,
     override_server,
@@ -535,6 +536,19 @@ def test_every_gunicorn_key_reaches_gunicorn_and_gunicorn_accepts_it():
     for name, value in settings.items():
         gunicorn.set(name, value)
     assert gunicorn.worker_class_str == "ctxserve.workers.ThreadWorker"
+
+
+def test_every_granian_key_reaches_granian_and_granian_accepts_it():
+    granian_server = pytest.importorskip("granian.server")
+    server = ServerConfig(engine="granian", workers=2, threads=3, timeout=0, granian={"backlog": 256})
+    settings = granian_settings(server)
+    assert settings == {"workers": 2, "blocking_threads": 3, "workers_kill_timeout": None, "backlog": 256}
+    owned = {s.granian for s in SETTINGS if s.section == "server" and s.granian}
+    assert owned <= set(settings)
+    assert granian_settings(dataclasses.replace(server, granian={"workers_kill_timeout": 9}))[
+        "workers_kill_timeout"] == 9, "[server.granian] comes last and wins"
+    granian = granian_server.Server("ctxserve", **settings)
+    assert (granian.workers, granian.blocking_threads, granian.backlog) == (2, 3, 256)
 
 
 def test_sync_means_one_thread_and_no_access_log_leaves_gunicorns_default():
