@@ -11,11 +11,13 @@ derived from that table, so there is no second list to keep in sync:
   key, in declaration order, with the declared defaults);
 * the options of ``ctxserve serve`` (:func:`serve_options`, checked again by
   :func:`override_server` with the same declarations);
-* the gunicorn settings (:func:`gunicorn_settings`);
+* the gunicorn settings (:func:`gunicorn_settings`) and the granian
+  engine's arguments (:func:`granian_settings`);
 * the markdown key reference in the README (:func:`reference_markdown`).
 
-A new ``[server]`` key is one ``Setting(...)`` line: give it ``gunicorn=`` to
-hand it to gunicorn and ``flag=`` for a command-line option.
+A new ``[server]`` key is one ``Setting(...)`` line: give it ``gunicorn=``
+(``granian=``) to hand it to the engine and ``flag=`` for a command-line
+option.
 
 The app spec and listening addresses are parsed by one function each,
 :func:`parse_app_spec` and :func:`parse_address`, which the loader, the
@@ -79,11 +81,6 @@ class ConfigError(Exception):
     The message is complete on its own so the command line can print it as is
     and stop, without a traceback.
     """
-
-
-# --------------------------------------------------------------------------
-# The validated configuration, as the rest of ctxserve sees it.
-# --------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------
