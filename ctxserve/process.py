@@ -249,7 +249,8 @@ GLOBALS: tuple[Global, ...] = (
            "the import system and C code read `sys.__dict__`; only one `sys` module exists",
            _sys_attributes),
     Global("sys.modules", "per app",
-           "`sys`'s class answers with the app's namespace; the real dict holds an alias module for "
+           "`sys`'s class answers with the app's namespace, a dict in every respect (`None` entries "
+           "block imports; snapshots never fail mid-import); the real dict holds an alias module for "
            "each name private to some app",
            "the interpreter keeps one `sys.modules` dict that its C code reads (`import`, `pickle`); "
            "it cannot be swapped per thread", _sys_attributes),
