@@ -140,18 +140,26 @@ def _two_sites(tmp_path) -> dict[str, Any]:
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("where", ["PYTHONPATH=a", "PYTHONPATH=b", "cwd=a"])
+@pytest.mark.parametrize("where, worker_flags", [
+    pytest.param("PYTHONPATH=a", ("--worker-class", "gthread", "--threads", "8"), id="PYTHONPATH=a-gthread"),
+    pytest.param("PYTHONPATH=b", ("--worker-class", "gevent"), id="PYTHONPATH=b-gevent", marks=needs_gevent),
+    pytest.param("cwd=a", ("--worker-class", "gthread", "--threads", "8"), id="cwd=a-gthread"),
+])
 def test_each_app_serves_its_own_modules_when_one_apps_directory_is_on_the_process_path(
-        tmp_path, make_config, serve, where):
+        tmp_path, make_config, serve, where, worker_flags):
     apps = _two_sites(tmp_path)
     config = make_config(apps)
     kind, _, site = where.partition("=")
     directory = apps[site]["path"][0]
     if kind == "PYTHONPATH":
-        server = serve(config, env={"PYTHONPATH": directory})
+        server = serve(config, *worker_flags, env={"PYTHONPATH": directory})
     else:  # python -m ctxserve puts the current directory first on sys.path
-        server = serve(config, cwd=directory)
-    for name in ("a", "b"):
-        response = requests.get(f"{server.url}/{name}/", timeout=10)
+        server = serve(config, *worker_flags, cwd=directory)
+
+    def request(session: requests.Session, t: int, i: int) -> None:
+        name = ("a", "b")[(t + i) % 2]
+        response = session.get(f"{server.url}/{name}/", timeout=30)
         assert response.status_code == 200, response.text
         assert response.text == f"{name} {apps[name]['path'][0]}/wsgi.py"
+
+    assert hammer(request, threads=8, per_thread=50, timeout=60) == 400
