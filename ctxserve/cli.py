@@ -116,8 +116,10 @@ def _all_apps_load(config: _config.Config) -> bool:
     In a child process (``ctxserve check``), so that gunicorn's master stays
     free of the apps' imports; its table and errors are shown as they are.
     """
+    # The fd:// listeners go along: check looks for them as serve would.
+    fds = [fd for fd in (_config.parse_address(bind).fd for bind in config.server.bind) if fd is not None]
     check = subprocess.run([sys.executable, "-m", "ctxserve", "check", str(config.path)],
-                           stdin=subprocess.DEVNULL, check=False)
+                           stdin=subprocess.DEVNULL, check=False, pass_fds=fds)
     if check.returncode != 0:
         print(f"ctxserve: {config.path}: server.strict: every app must load; not starting",
               file=sys.stderr)
@@ -144,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides = {setting.name: getattr(args, setting.name) for setting in _config.serve_options()
                          if getattr(args, setting.name) is not None}
             config = _config.override_server(config, **overrides)
+            _config.check_inherited(config)
             if config.server.strict and not _all_apps_load(config):
                 return 1
             _line_buffered(sys.stdout)
@@ -156,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "reload":
             return reload_apps(config, args.names, args.admin, args.timeout)
+        _config.check_inherited(config)
         dispatcher = build(config, strict=False)
     except _config.ConfigError as exc:
         print(f"ctxserve: {exc}", file=sys.stderr)

@@ -42,6 +42,7 @@ import keyword
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ __all__ = [
     "ConfigError",
     "GUNICORN_WORKERS",
     "SETTINGS",
+    "check_inherited",
     "ServerConfig",
     "Setting",
     "granian_settings",
@@ -173,13 +175,16 @@ def _integer(minimum: int | None = None, maximum: int | None = None, what: str =
     ``what`` describes the value for messages when the bounds alone would
     mislead (e.g. decimal's huge implementation limits).
     """
-    if not what and minimum is not None and maximum is not None:
+    ranged = not what and minimum is not None and maximum is not None
+    if ranged:
         what = f"an integer from {minimum} to {maximum}"
     elif not what:
         what = f"an integer >= {minimum}" if minimum is not None else f"an integer <= {maximum}"
 
     def check(value: Any, at: _At) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
+            at.expected(what, value)
+        if ranged and not minimum <= value <= maximum:  # type: ignore[operator]
             at.expected(what, value)
         if minimum is not None and value < minimum:
             at.expected(f"an integer >= {minimum}", value)
@@ -352,6 +357,29 @@ def _address(value: Any, at: _At) -> str:
     return value
 
 
+def check_inherited(config: Config) -> None:
+    """What the config asks of this very process: each ``fd://N`` bind must be a socket it has.
+
+    Not part of :func:`parse` (the file is valid wherever it is read);
+    ``ctxserve check`` and ``ctxserve serve`` call it, so that a missing fd is
+    one line, not gunicorn's traceback.
+    """
+    at = _At(os.fspath(config.path), "server.bind", config.path.parent)
+    for index, text in enumerate(config.server.bind):
+        address = parse_address(text)
+        if address.fd is None:
+            continue
+        try:
+            is_socket = stat.S_ISSOCK(os.fstat(address.fd).st_mode)
+        except OSError:
+            is_socket = False
+        if not is_socket:
+            where = at.child(index) if len(config.server.bind) > 1 else at
+            where.error(f"fd {address.fd} is not an open socket in this process; fd://N is a listening "
+                        "socket the server inherits (e.g. from systemd socket activation): start the "
+                        "server from what passes it, or bind an address")
+
+
 def _admin(value: Any, at: _At) -> str:
     """Off (``""``) or one TCP address. The admin listener is told apart from the others by
     the listening socket's own address (``SERVER_NAME``/``SERVER_PORT``), which a
@@ -425,6 +453,10 @@ def _directory(value: Any, at: _At) -> str:
 
 # -- server ------------------------------------------------------------------
 
+#: Upper bounds of ``workers`` and ``threads``, in the file and on the command line.
+MAX_WORKERS = 256
+MAX_THREADS = 1024
+
 
 #: ``[server] worker_class`` -> the gunicorn worker ``ctxserve serve`` runs:
 #: gunicorn's own, each request in one context (``ctxserve.workers``).
@@ -481,7 +513,29 @@ def _gunicorn(value: Any, at: _At) -> dict[str, Any]:
             # ConfigError, and may import user code (hooks); any failure is
             # a bad value and must reach the user as one clear message.
             where.error(f"gunicorn does not accept {_show(setting_value)}: {err}")
+        if name in _GUNICORN_PATHS and setting_value:
+            _gunicorn_path(name, setting_value, where)
     return dict(value)
+
+
+#: gunicorn settings naming a path that gunicorn only opens once it serves
+#: (a traceback, or a halted master on SIGHUP): checked here, so that
+#: ``ctxserve check`` refuses what ``ctxserve serve`` would. gunicorn
+#: reads them relative to its working directory.
+_GUNICORN_PATHS = {"certfile": "file", "keyfile": "file", "ca_certs": "file",
+                   "pidfile": "parent", "worker_tmp_dir": "directory", "control_socket": "parent"}
+
+
+def _gunicorn_path(name: str, value: Any, at: _At) -> None:
+    path = os.path.abspath(str(value))
+    kind = _GUNICORN_PATHS[name]
+    where = "relative paths are relative to the working directory"
+    if kind == "file" and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        at.error(f"{path} is not a readable file ({where}); give the path of an existing file")
+    if kind == "directory" and not os.path.isdir(path):
+        at.error(f"directory {path} does not exist ({where}); create it or fix the path")
+    if kind == "parent" and not os.path.isdir(os.path.dirname(path)):
+        at.error(f"directory {os.path.dirname(path)} does not exist ({where}); create it or fix the path")
 
 
 #: The servers ``ctxserve serve`` can run the apps on.
@@ -754,9 +808,12 @@ SETTINGS: tuple[Setting, ...] = (
             # The admin listener is one more bind, always the last one.
             to_gunicorn=lambda server: {"bind": [*server.bind, *([server.admin] if server.admin else [])]},
             flag="ADDR", repeat=True),
-    Setting("server", "workers", _integer(1), 1, "number of worker processes", gunicorn="workers", flag="N",
+    # Bounded: an unbounded count forks (or starts threads) until the machine stops.
+    Setting("server", "workers", _integer(1, MAX_WORKERS), 1,
+            f"number of worker processes (at most {MAX_WORKERS})", gunicorn="workers", flag="N",
             granian="workers"),
-    Setting("server", "threads", _integer(1), 8, "threads per worker; more than 1 selects the gthread worker",
+    Setting("server", "threads", _integer(1, MAX_THREADS), 8,
+            f"threads per worker (at most {MAX_THREADS}); more than 1 selects the gthread worker",
             gunicorn="threads", flag="N", granian="blocking_threads",
             # gunicorn turns "sync" with threads > 1 into gthread; a user who
             # asks for sync means one request at a time per worker.

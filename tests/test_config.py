@@ -468,9 +468,9 @@ def test_override_server_accepts_integers_as_text(config):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"workers": 0}, "--workers: expected an integer >= 1, got 0"),
-        ({"workers": "many"}, '--workers: expected an integer >= 1, got "many"'),
-        ({"threads": True}, "--threads: expected an integer >= 1, got true"),
+        ({"workers": 0}, "--workers: expected an integer from 1 to 256, got 0"),
+        ({"workers": "many"}, '--workers: expected an integer from 1 to 256, got "many"'),
+        ({"threads": True}, "--threads: expected an integer from 1 to 1024, got true"),
         ({"worker_class": "async"}, '--worker-class: expected one of "sync", "gthread", "gevent", got "async"'),
         ({"bind": "nowhere"}, "--bind: expected an address"),
     ],

@@ -141,3 +141,91 @@ def test_os_exit_3_or_4_after_boot_costs_one_worker_and_the_master_replaces_it(t
                 f"os._exit({code}): no new worker\n{server.stderr()[-2000:]}"
             assert server.proc.poll() is None, f"os._exit({code}) stopped the master"
         assert re.search(r"exited with code 3 after it booted", server.stderr())
+
+
+# -- bounded, one-line, and caught by check: what serve would refuse -----------------------
+
+import socket
+import subprocess
+import sys
+
+from support import toml_text
+
+CLI = [sys.executable, "-m", "ctxserve"]
+
+
+def _config(tmp_path: Path, server: dict | None = None, gunicorn: dict | None = None) -> Path:
+    (tmp_path / "app.py").write_text("def application(environ, start_response):\n"
+                                     "    start_response('200 OK', [])\n    return [b'ok']\n")
+    text = toml_text(server, {"a": {"app": "app:application", "mount": "/", "path": [str(tmp_path)]}})
+    if gunicorn:
+        text += "\n[server.gunicorn]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in gunicorn.items())
+    path = tmp_path / "ctxserve.toml"
+    path.write_text(text)
+    return path
+
+
+def _one_line(result: subprocess.CompletedProcess, *says: str) -> None:
+    err = result.stderr.strip()
+    assert result.returncode == 2, (result.returncode, err[-2000:])
+    assert "\n" not in err and "Traceback" not in err, err[-2000:]
+    for part in says:
+        assert part in err, err
+
+
+@pytest.mark.parametrize(("server", "gunicorn", "says"), [
+    ({"workers": 99999999999999999999}, None, ["server.workers", "from 1 to 256"]),
+    ({"workers": 257}, None, ["server.workers", "from 1 to 256"]),
+    ({"threads": 1025}, None, ["server.threads", "from 1 to 1024"]),
+    ({"bind": "fd://99"}, None, ["server.bind", "fd 99 is not an open socket"]),
+    (None, {"certfile": "missing.pem", "keyfile": "missing.key"}, ["server.gunicorn.certfile", "missing.pem"]),
+    (None, {"pidfile": "/nonexistent-dir/ctxserve.pid"}, ["server.gunicorn.pidfile", "/nonexistent-dir"]),
+    (None, {"worker_tmp_dir": "/nonexistent-dir"}, ["server.gunicorn.worker_tmp_dir", "/nonexistent-dir"]),
+], ids=["workers-huge", "workers", "threads", "fd", "certfile", "pidfile", "worker_tmp_dir"])
+def test_check_and_serve_refuse_in_one_line_what_serve_could_not_run(tmp_path, server, gunicorn, says):
+    config = _config(tmp_path, server, gunicorn)
+    _one_line(subprocess.run([*CLI, "check", str(config)], capture_output=True, text=True, timeout=60), *says)
+    if server and "workers" in server:
+        return  # serve reads the same file the same way; never risk its forks here
+    _one_line(subprocess.run([*CLI, "serve", str(config)], capture_output=True, text=True, timeout=60,
+                             cwd=tmp_path), *says)
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--workers", "257", "--workers: expected an integer from 1 to 256"),
+    ("--workers", "99999999999999999999", "--workers: expected an integer from 1 to 256"),
+    ("--threads", "100000", "--threads: expected an integer"),
+])
+def test_workers_and_threads_are_bounded_on_the_command_line(tmp_path, flag, value, says):
+    config = _config(tmp_path, {"bind": "127.0.0.1:0"})
+    _one_line(subprocess.run([*CLI, "serve", str(config), flag, value], capture_output=True, text=True,
+                             timeout=60), says)
+
+
+def test_reload_with_a_bad_admin_address_is_one_line(tmp_path):
+    config = _config(tmp_path)
+    _one_line(subprocess.run([*CLI, "reload", str(config), "a", "--admin", "garbage"], capture_output=True,
+                             text=True, timeout=60), "--admin", "garbage")
+
+
+def test_an_inherited_socket_given_as_fd_is_served(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    config = _config(tmp_path, {"bind": f"fd://{listener.fileno()}"})
+    proc = subprocess.Popen([*CLI, "serve", str(config)], pass_fds=[listener.fileno()], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: _get(f"http://127.0.0.1:{port}/") == "ok", timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        listener.close()
+
+
+def _get(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.RequestException:
+        return None
