@@ -492,3 +492,29 @@ def test_reopening_while_threads_write_loses_and_splits_no_line(tmp_path):
     lines = [line for file in tmp_path.glob("busy.log*") for line in file.read_text().splitlines()]
     assert len(list(tmp_path.glob("busy.log.*"))) >= 2, "the files were rotated while written"
     assert sorted(lines) == sorted(f"w{n} {i} " + "x" * 50 for n in range(4) for i in range(written[n]))
+
+
+def test_flasks_default_logger_writes_to_the_apps_stderr_through_wsgi_errors(tmp_path, monkeypatch):
+    """Flask's default handler writes to ``environ['wsgi.errors']`` during a request."""
+    import logging
+
+    import flask
+    from werkzeug.test import Client
+
+    # As under a server: no handler on the root logger (pytest puts its own
+    # there), so Flask gives its logger the default handler.
+    monkeypatch.setattr(logging.root, "handlers", [])
+    err = tmp_path / "app.err"
+    config = parse({"apps": {"flasky": {"app": "unused:app", "mount": "/", "stderr": str(err)}}},
+                   tmp_path / "ctxserve.toml")
+    web = flask.Flask("flasky")
+
+    @web.route("/")
+    def index():
+        web.logger.error("logged by flasky's handler")
+        return "ok"
+
+    app = App(config.apps[0], wsgi=web)
+    assert app.load()
+    assert Client(app).get("/").text == "ok"
+    assert "logged by flasky's handler" in err.read_text()
