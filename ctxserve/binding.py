@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 __all__ = ["AppRaised", "Binding", "current", "server", "request_scope", "context_for", "bind_response",
-           "run_as", "run_detached", "begin_detached", "end_detached", "detach_hooks", "flush_hooks", "own_thread"]
+           "run_as", "run_detached", "run_each_detached", "begin_detached", "end_detached", "detach_hooks", "flush_hooks", "own_thread"]
 
 T = TypeVar("T")
 
@@ -273,6 +273,20 @@ def run_detached(fn: Callable[..., T]) -> Callable[..., T]:
     if binding is None:
         return fn
     return functools.partial(contextvars.copy_context().run, run_as, binding, fn)
+
+
+def run_each_detached(fn: Callable[..., T]) -> Callable[..., T]:
+    """Like :func:`run_detached`, for a function that may run many times at
+    once (a pool's ``map``): each call in its own copy of the context."""
+    binding = current.get()
+    if binding is None:
+        return fn
+    ctx = contextvars.copy_context()
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        return ctx.copy().run(run_as, binding, fn, *args, **kwargs)
+
+    return call
 
 
 def own_thread(binding: Binding, thread: threading.Thread, caller: dict[str, Any]) -> bool:

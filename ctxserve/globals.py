@@ -218,10 +218,6 @@ def _log_state(b: _binding.Binding) -> _RootState:
     return state  # type: ignore[no-any-return]
 
 
-def _server_logger(logger: logging.Logger) -> bool:
-    return logger.name.startswith(SERVER_LOGGERS)
-
-
 class _RootAttribute:
     """``logging.root.<name>``: the app's own, unless it is the server's logger walking up."""
 

@@ -160,6 +160,25 @@ def _executor_submit() -> None:
     concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
 
 
+def _thread_pool_tasks() -> None:
+    """``multiprocessing.pool.ThreadPool``: each task runs in a copy of the
+    context of the code that handed it over, as a ``ThreadPoolExecutor``
+    job does. The pool's own threads are started by shared code
+    (``multiprocessing.pool``), so they carry no app's context themselves."""
+    import multiprocessing.pool
+
+    for name in ("apply_async", "_map_async", "imap", "imap_unordered"):
+        setattr(multiprocessing.pool.ThreadPool, name, _handing_over(getattr(multiprocessing.pool.Pool, name)))
+
+
+def _handing_over(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def method(self: Any, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        return original(self, _binding.run_each_detached(func), *args, **kwargs)
+
+    return method
+
+
 def _gevent_greenlet() -> bool:
     """A ``Greenlet`` subclass that sets ``gr_context`` takes gevent's place.
 
@@ -278,6 +297,10 @@ GLOBALS: tuple[Global, ...] = (
     Global("concurrent.futures.ThreadPoolExecutor.submit", "per app",
            "a job an app submits runs in a copy of the app's context",
            "a pool's workers run every job in the context they were started in", _executor_submit),
+    Global("multiprocessing.pool.ThreadPool", "per app",
+           "each task (`apply_async`, `map`, `imap`, ...) runs in a copy of the context of the code that "
+           "handed it over",
+           "the pool's threads are started by shared code and serve whoever hands them work", _thread_pool_tasks),
     Global("gevent.Greenlet", "per app",
            "a subclass that sets `gr_context` replaces it in `gevent`, `gevent.greenlet` and `gevent.pool`",
            "greenlets start with an empty context; gevent's compiled `Greenlet` type is immutable",

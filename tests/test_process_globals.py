@@ -138,6 +138,12 @@ def test_a_shared_librarys_lazy_thread_never_carries_one_apps_secret_to_another(
     assert seen == {"a": {None}, "b": {None}}
 
 
+def test_an_apps_multiprocessing_thread_pool_runs_its_tasks_in_the_apps_context(server) -> None:
+    srv, _ = server
+    for app in "abab":
+        assert srv.get(f"/{app}/thread-pool").json() == {"id": app, "secrets": [SECRETS[app]]}
+
+
 def test_a_guarded_global_changed_in_a_request_is_reported_naming_the_app(server) -> None:
     srv, tmp = server
     assert srv.get("/b/chdir", params={"to": str(tmp / "tmp-a")}).status_code == 200

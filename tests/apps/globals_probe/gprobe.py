@@ -148,3 +148,16 @@ ROUTES = {"/seen": seen, "/draws": draws, "/crash-thread": crash_thread,
 def application(environ, start_response):
     query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     return _json(start_response, ROUTES[environ["PATH_INFO"]](query))
+
+
+def thread_pool(query):
+    """multiprocessing's ThreadPool, made by this app: its tasks run in the app's context."""
+    from multiprocessing.pool import ThreadPool
+
+    with ThreadPool(2) as pool:
+        seen = pool.map(lambda _: os.environ.get("SECRET"), range(4))
+        seen.append(pool.apply_async(os.environ.get, ("SECRET",)).get(timeout=10))
+    return {"id": ME, "secrets": sorted(set(seen))}
+
+
+ROUTES["/thread-pool"] = thread_pool
