@@ -35,7 +35,9 @@ def from_config(path: str | os.PathLike[str] = "ctxserve.toml") -> Dispatcher:
     ``gunicorn 'ctxserve:from_config("path/ctxserve.toml")'``. A bad config
     raises :class:`ctxserve.config.ConfigError` before anything is loaded.
     With ``[server] admin`` set the result is a :class:`ctxserve.admin.Front`
-    (the admin routes, then the dispatcher); bind the admin address too.
+    (the listener split, then the dispatcher): the admin routes answer only
+    under servers that say which socket a request arrived on (ctxserve's
+    gunicorn workers); bind the admin address too.
     """
     from .config import load
     from .server import application

@@ -1,139 +1,90 @@
-"""The admin listener: ``/healthz``, ``/readyz``, ``/metrics``, ``/status``.
+"""The admin listener: ``/healthz``, ``/readyz``, ``/metrics``, ``/status``, per-app reload.
 
-``[server] admin = "127.0.0.1:9100"`` is one more address the server listens
-on. Requests that arrive on it reach only :data:`ROUTES`; those routes are
-reachable only on it (on the public addresses they are ordinary paths, routed
-to the apps or answered 404).
+``[server] admin = "127.0.0.1:9100"`` (or ``"unix:/run/ctxserve-admin.sock"``,
+or any address gunicorn binds) is one more address the server listens on.
+Requests that arrive on it reach only :data:`ROUTES`; those routes are
+reachable only on it (on the public addresses they are ordinary paths,
+routed to the apps or answered 404).
 
-Which listener a request came in on is read from ``SERVER_NAME`` and
-``SERVER_PORT``: for TCP listeners gunicorn sets them from the listening
-socket's own address (``getsockname()``), never from the ``Host`` header, so
-a client cannot pass for the admin listener. (On a unix socket gunicorn
-takes them from ``Host``; the config refuses a unix admin address.) With port
-0 the real port is only known after the bind: :meth:`Front.learn` takes it
-from the worker's listening socket (gunicorn's ``post_worker_init``).
+Which listener a request came in on is said by the server that accepted it,
+from the listening socket — ctxserve's workers set ``binding.listener``
+(``workers.py``) — and never read from request data: not ``Host``, not
+``SERVER_NAME``/``SERVER_PORT`` (gunicorn fills them from ``Host`` on a unix
+socket), not any header. A server that does not say (gunicorn's own
+workers, another WSGI server) gets no admin routes at all: every listener
+serves the apps, and :class:`Front` says so once on the server's stderr.
 
-With the admin listener off none of this exists: the WSGI app is the plain
-:class:`~ctxserve.dispatch.Dispatcher`. With it on, it is a :class:`Front`
-(a Dispatcher) that compares the listener first, then routes as the
-Dispatcher does, to apps whose ``serve`` is metered (:mod:`ctxserve.metrics`).
+With the admin listener off none of this exists: the WSGI app is the
+:class:`~ctxserve.dispatch.Dispatcher` itself. With it on, ``chain.compose``
+puts a :class:`Front` before it: the listener split, whose two sides are the
+:class:`AdminApp` and the Dispatcher of metered apps.
 
 More admin routes go in :data:`ROUTES` (the ``@route`` decorator on an
-:class:`AdminApp` method); an app swapped in by a reload is metered by
-:meth:`Front.set_apps`.
+:class:`AdminApp` method).
 """
 
 from __future__ import annotations
 
 import html
-import ipaddress
 import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .apps import App, StartResponse, describe
-from .config import parse_address
-from . import dispatch as _dispatch
+from . import binding as _binding
+from .apps import App, StartResponse, WSGIApp, describe
 from .dispatch import Dispatcher
-from .metrics import CONTENT_TYPE as _METRICS_TYPE
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 
-__all__ = ["AdminApp", "Front", "ROUTES", "admin_address"]
+if TYPE_CHECKING:
+    from .reload import Reloader
+
+__all__ = ["AdminApp", "Front", "ROUTES", "route", "status_html"]
 
 _TEXT = "text/plain; charset=utf-8"
 
 Handler = Callable[["AdminApp", dict[str, Any], StartResponse], Iterable[bytes]]
 
-
-def admin_address(address: str) -> tuple[str | None, str]:
-    """``(SERVER_NAME or None, SERVER_PORT)`` a request to *address* arrives with.
-
-    The name is only known here for an IP literal (``getsockname()`` gives an
-    IP, not the configured host name); ``None`` compares the port alone.
-    """
-    parsed = parse_address(address)  # an IP in its canonical spelling, as getsockname() gives it
-    try:
-        return str(ipaddress.ip_address(parsed.host)), str(parsed.port)
-    except ValueError:
-        return None, str(parsed.port)
+_UNKNOWN_LISTENER = (
+    "ctxserve: [server] admin is set, but this server does not say which socket a request "
+    "arrived on (gunicorn's own workers, or another WSGI server), so the admin routes are off "
+    "and every listener serves the apps; serve with `ctxserve serve` or "
+    "`gunicorn -c deploy/gunicorn.conf.py` (ctxserve's workers) to have them\n")
 
 
-class Front(Dispatcher):
-    """The WSGI app gunicorn calls when the admin listener is on: a Dispatcher
-    whose apps are metered, with the admin routes on the admin address.
+class Front:
+    """The listener split: the admin listener's requests to *admin*, all others to *public*.
 
-    Requests to the admin address go to :class:`AdminApp`; all others are
-    routed exactly as by a plain :class:`Dispatcher`.
+    ``address`` is the configured admin address; ``metrics`` and
+    ``reloader`` are the parts that run in each worker (started by the
+    ``post_worker_init`` hook, ``server.gunicorn_hooks``).
     """
 
-    def __init__(self, apps: Sequence[App], admin_addr: str, metrics: Metrics) -> None:
+    def __init__(self, *, public: Dispatcher, admin: WSGIApp, address: str, metrics: Metrics,
+                 reloader: Reloader | None) -> None:
+        self.public = public
+        self.admin = admin
+        self.address = address
         self.metrics = metrics
-        self.address = admin_addr
-        self._name, self._port = admin_address(admin_addr)
-        self.admin = AdminApp(self, metrics)
-        self._admin = self.admin.__call__
-        super().__init__(apps)
+        self.reloader = reloader
+        self.warned = False
 
-    def set_apps(self, apps: Sequence[App]) -> None:
-        """Meter the apps that are not yet (e.g. one replaced by a reload), then route to them."""
-        self.metrics.attach(apps)
-        super().set_apps(apps)
+    @property
+    def apps(self) -> tuple[App, ...]:
+        """The apps routed to now."""
+        return self.public.apps
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ["SERVER_PORT"] == self._port and self._name in (None, environ["SERVER_NAME"]):
-            return self._admin(environ, start_response)
-        # The body of Dispatcher.__call__, repeated to spare one call per
-        # request: keep the two alike.
-        path = environ.get("PATH_INFO", "")
-        end = path.find("/", 1)
-        mount = path[:end] if end > 0 else path
-        app = self.fast.get(mount)
-        if app is not None:
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
-            environ["PATH_INFO"] = path[end:] if end > 0 else ""
-        elif (app := self.route(environ)) is None:
-            start_response("404 Not Found", _dispatch._TEXT)
-            return _dispatch._NOT_FOUND
-        environ["ctxserve.app"] = app.name
-        return app.serve(environ, start_response)
-
-    def learn(self, worker: Any, *, last: bool = False) -> bool:
-        """Take the admin listener's real address from the worker's sockets.
-
-        gunicorn keeps the listeners in bind order. The admin one is the
-        last whose configured address is the admin address (``ctxserve
-        serve`` binds it last, so with *last* the last listener is taken
-        when none matches, e.g. sockets inherited from a re-exec). Returns
-        False, and leaves the configured address, when none is found.
-        """
-        admin = parse_address(self.address)
-        wanted = (admin.host, admin.port)
-        sockets = list(getattr(worker, "sockets", ()) or ())
-        found = [s for s in sockets if _configured(s) == wanted]
-        chosen = found[-1] if found else (sockets[-1] if last and sockets else None)
-        if chosen is None:
-            return False
-        try:
-            name = chosen.getsockname()
-        except OSError:
-            return False
-        if not isinstance(name, tuple):  # a unix socket
-            return False
-        self._name, self._port = str(ipaddress.ip_address(name[0])), str(name[1])
-        return True
-
-
-def _configured(listener: Any) -> Any:
-    """A listener's configured ``(host, port)`` (gunicorn's reading), spelled as ``parse_address`` does."""
-    address = getattr(listener, "cfg_addr", None)
-    if isinstance(address, tuple) and len(address) >= 2:
-        try:
-            return (str(ipaddress.ip_address(address[0])), address[1])
-        except ValueError:
-            return (address[0], address[1])
-    return address
+        on = _binding.listener.get()
+        if on == _binding.ADMIN:
+            return self.admin(environ, start_response)
+        if not on and not self.warned:
+            self.warned = True
+            _binding.server.stderr.write(_UNKNOWN_LISTENER)
+            _binding.server.stderr.flush()
+        return self.public(environ, start_response)
 
 
 # -- the admin routes -----------------------------------------------------------------
@@ -154,15 +105,16 @@ def route(method: str, pattern: str) -> Callable[[Callable[..., Iterable[bytes]]
 class AdminApp:
     """The WSGI app of the admin listener (this worker's view, metrics over all workers)."""
 
-    def __init__(self, front: Front, metrics: Metrics) -> None:
-        self.front = front
+    def __init__(self, router: Dispatcher, metrics: Metrics, reloader: Reloader | None = None) -> None:
+        self.router = router
         self.metrics = metrics
+        self.reloader = reloader
         self._routes = [(method, re.compile(pattern), handler) for method, pattern, handler in ROUTES]
 
     @property
-    def apps(self) -> list[App]:
-        """The apps routed to now (``Front.set_apps`` may replace them)."""
-        return self.front.apps
+    def apps(self) -> tuple[App, ...]:
+        """The apps routed to now (a per-app reload may replace one)."""
+        return self.router.apps
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         self.metrics.start()  # normally already running (post_worker_init); a no-op then
@@ -201,7 +153,7 @@ class AdminApp:
 
     @route("GET", "/metrics")
     def prometheus(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        return _answer(start_response, "200 OK", self.metrics.exposition(), content_type=_METRICS_TYPE)
+        return _answer(start_response, "200 OK", self.metrics.exposition(), content_type=METRICS_CONTENT_TYPE)
 
     @route("GET", "/status")
     def status(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -215,11 +167,10 @@ class AdminApp:
     def reload_app(self, environ: dict[str, Any], start_response: StartResponse,
                    name: str) -> Iterable[bytes]:
         """Re-import app *name* in every worker (``ctxserve reload``; see reload.py)."""
-        reloader = getattr(self.front, "reloader", None)
-        if reloader is None:
+        if self.reloader is None:
             status, answer = 503, {"ok": False, "error": "per-app reload is not set up in this server"}
         else:
-            status, answer = reloader.reload([name])
+            status, answer = self.reloader.reload([name])
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
                   503: "Service Unavailable"}[status]
         return _answer(start_response, f"{status} {reason}", json.dumps(answer) + "\n",

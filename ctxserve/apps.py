@@ -29,7 +29,7 @@ from . import process as _process
 from . import streams as _streams
 from .config import AppConfig, parse_app_spec
 
-__all__ = ["App", "GuardedGlobalChanged", "WSGIApp", "load_callable"]
+__all__ = ["App", "GuardedGlobalChanged", "StartResponse", "WSGIApp", "describe", "load_callable"]
 
 StartResponse: TypeAlias = Callable[..., Any]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

@@ -39,8 +39,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["AppRaised", "Binding", "current", "server", "request_scope", "context_for", "bind_response",
-           "run_as", "run_detached", "run_each_detached", "begin_detached", "end_detached", "detach_hooks", "flush_hooks", "own_thread"]
+__all__ = ["ADMIN", "PUBLIC", "AppRaised", "Binding", "current", "server", "request_scope", "listener",
+           "context_for", "bind_response", "run_as", "run_detached", "run_each_detached", "begin_detached",
+           "end_detached", "detach_hooks", "flush_hooks", "own_thread"]
 
 T = TypeVar("T")
 
@@ -116,6 +117,15 @@ server = Binding("", environ=os.environ, stdout=sys.stdout, stderr=sys.stderr,  
 #: own from the request line to ``close()`` (see ``workers.py``).
 request_scope: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "ctxserve.request_scope", default=False)
+
+
+#: Which listener the current request arrived on, as the server that accepted
+#: it says (ctxserve's workers: the socket's, never the request's): "public"
+#: or "admin"; "" when the server does not say (another server, gunicorn's
+#: own workers).
+listener: contextvars.ContextVar[str] = contextvars.ContextVar("ctxserve.listener", default="")
+PUBLIC = "public"
+ADMIN = "admin"
 
 
 def context_for(binding: Binding) -> contextvars.Context:

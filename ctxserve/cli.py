@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import http.client
 import json
+import socket
 import subprocess
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 
 from . import __version__
@@ -54,6 +54,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket: the admin listener at ``unix:PATH``."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
                 timeout: float) -> int:
     """``POST /apps/NAME/reload`` to the admin listener, one app after the other.
@@ -65,42 +83,44 @@ def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
     address = admin or config.server.admin
     if not address:
         print(f"ctxserve: {config.path}: server.admin: no admin listener configured; "
-              "set [server] admin (and restart), or give --admin HOST:PORT", file=sys.stderr)
+              "set [server] admin (and restart), or give --admin HOST:PORT or unix:PATH", file=sys.stderr)
         return 2
     try:
         parsed = _config.parse_address(address)
     except ValueError as exc:
         print(f"ctxserve: --admin: expected {exc}, got {address!r}", file=sys.stderr)
         return 2
-    if not parsed.is_tcp:
-        print(f"ctxserve: {address}: the admin listener is a TCP address; give it with --admin HOST:PORT",
+    if parsed.fd is not None:
+        print(f"ctxserve: {address}: an inherited descriptor has no address to connect to; "
+              "give the admin listener's address with --admin HOST:PORT or --admin unix:PATH",
               file=sys.stderr)
         return 2
-    if parsed.port == 0:
+    if parsed.is_tcp and parsed.port == 0:
         print(f"ctxserve: {address}: the admin port is chosen when the server starts; "
               "give the real one with --admin HOST:PORT", file=sys.stderr)
         return 2
     # A wildcard listens on every interface: ask it on the loopback one.
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(parsed.host, parsed.host)
-    netloc = dataclasses.replace(parsed, host=host).netloc
+    netloc = dataclasses.replace(parsed, host=host).netloc if parsed.is_tcp else address
     worst = 0
     for name in names:
-        url = f"http://{netloc}/apps/{urllib.parse.quote(name, safe='')}/reload"
-        request = urllib.request.Request(url, method="POST", data=b"")
+        connection = (http.client.HTTPConnection(host, parsed.port, timeout=timeout) if parsed.is_tcp
+                      else _UnixHTTPConnection(parsed.path, timeout=timeout))
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                answer = json.loads(response.read() or b"{}")
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            try:
-                answer = json.loads(exc.read() or b"{}")
-            except ValueError:
-                answer = {"error": exc.reason}
-        except (OSError, ValueError) as exc:
+            connection.request("POST", f"/apps/{urllib.parse.quote(name, safe='')}/reload", body=b"",
+                                headers={"Host": netloc if parsed.is_tcp else "localhost"})
+            response = connection.getresponse()
+            status, data = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
             print(f"ctxserve: cannot reach the admin listener at {netloc}: {exc}",
                   file=sys.stderr)
             return 2
+        finally:
+            connection.close()
+        try:
+            answer = json.loads(data or b"{}")
+        except ValueError:
+            answer = {"error": response.reason}
         if status == 200:
             print(f"{name}: reloaded in {len(answer.get('workers', []))} worker(s)")
             continue

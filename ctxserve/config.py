@@ -381,18 +381,14 @@ def check_inherited(config: Config) -> None:
 
 
 def _admin(value: Any, at: _At) -> str:
-    """Off (``""``) or one TCP address. The admin listener is told apart from the others by
-    the listening socket's own address (``SERVER_NAME``/``SERVER_PORT``), which a
-    client cannot choose on TCP but can on a unix socket (gunicorn takes it from
-    the ``Host`` header there)."""
-    what = '"" (off) or one address "HOST:PORT" or "[IPv6]:PORT"'
+    """Off (``""``) or one listening address, of any kind gunicorn binds. The admin
+    listener is told apart from the others by the socket a request arrives on
+    (ctxserve's workers), never by request data, so a unix socket is as safe as TCP."""
     if value == "":
         return ""
     if not isinstance(value, str):
-        at.expected(what, value)
-    if not _address_of(value, at).is_tcp:
-        at.expected(what, value, "the admin listener must be TCP: on a unix socket or an inherited "
-                                 "fd it could not be told apart from the public listeners safely")
+        at.expected(f'"" (off) or one address {_ADDRESS}', value)
+    _address_of(value, at)
     return value
 
 
@@ -831,8 +827,8 @@ SETTINGS: tuple[Setting, ...] = (
             to_granian=lambda server: {"workers_kill_timeout": server.timeout or None}),
     Setting("server", "strict", _boolean, False, "true: refuse to start if any app fails to load"),
     Setting("server", "admin", _admin, "",
-            'TCP address of the admin listener (/healthz, /readyz, /metrics, /status), '
-            'e.g. "127.0.0.1:9100"; "" = off'),
+            'address of the admin listener (/healthz, /readyz, /metrics, /status, per-app reload), '
+            'e.g. "127.0.0.1:9100" or "unix:/run/ctxserve-admin.sock"; "" = off'),
     Setting("server", "access_log", _access_log, "",
             '"-" = stdout, a file path (relative to the config file), or "" = off; lines name the app',
             gunicorn="accesslog",
@@ -1060,8 +1056,12 @@ def _check_admin_not_bound(server: Any, at: _At) -> None:
     if not server.admin:
         return
     admin = parse_address(server.admin)
-    # Port 0 (an ephemeral port) is not a clash: each listener gets its own.
-    if admin.port and (admin.host, admin.port) in {(a.host, a.port) for a in map(parse_address, server.bind)}:
+    public = [parse_address(address) for address in server.bind]
+    if admin.is_tcp:  # port 0 (an ephemeral port) is not a clash: each listener gets its own
+        clash = bool(admin.port) and (admin.host, admin.port) in {(a.host, a.port) for a in public if a.is_tcp}
+    else:
+        clash = (admin.path, admin.fd) in {(a.path, a.fd) for a in public if not a.is_tcp}
+    if clash:
         at.error(f'"{server.admin}" is also in bind; the admin listener needs its own address')
 
 

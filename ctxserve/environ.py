@@ -19,7 +19,7 @@ from typing import Any
 
 from . import binding as _binding
 
-__all__ = ["EnvironView", "EnvironbView", "real_environ", "app_environ"]
+__all__ = ["EnvironView", "EnvironbView", "real_environ", "real_environb", "app_environ", "subprocess_env"]
 
 #: The real ``os.environ`` (an ``os._Environ``), captured before it is replaced.
 real_environ: MutableMapping[str, str] = os.environ

@@ -62,7 +62,6 @@ from . import config as _config
 from . import streams as _streams
 from .apps import StartResponse, WSGIApp
 from .config import Config, ConfigError
-from .dispatch import Dispatcher
 from .server import application, log_app_records, make_shared_dirs, print_table, remove_shared_dirs
 
 __all__ = ["AccessLog", "GranianServer", "Responses", "granian_settings", "listen", "serve_admin"]
@@ -422,7 +421,7 @@ class GranianServer:
         if self.admin_socket is not None:
             # The public listener routes to the apps only: the admin routes
             # are on the admin socket, served beside it.
-            public = Dispatcher.__call__.__get__(front)
+            public = front.public
             front.metrics.start()
             front.reloader.start()
             serve_admin(self.admin_socket, front.admin)

@@ -20,7 +20,7 @@ The per-request cost, and why it is not spent in prometheus-client
 A multiprocess value is written to an mmap'd file under a lock on every
 ``inc()`` (measured: ~1.2 µs a ``Counter.inc``, ~2.5 µs a histogram
 ``observe``, so ~6 µs a request for the four series), far more than the
-budget of ~0.5 µs a request. So the hot path (:func:`metered`) only
+budget of ~0.5 µs a request. So the hot path (:meth:`Metrics.meter`) only
 
 * counts the start with ``itertools.count().__next__`` (atomic under the GIL),
 * reads ``time.perf_counter()`` twice,
@@ -29,13 +29,15 @@ budget of ~0.5 µs a request. So the hot path (:func:`metered`) only
 and :meth:`Metrics.fold` turns those into prometheus values off the hot
 path: every :data:`FOLD_INTERVAL` seconds in a background thread, before
 ``/metrics`` or ``/status`` is answered, and when the worker exits. Label
-children are resolved when the app is attached (and per status code, once,
+children are resolved when the app is metered (and per status code, once,
 in ``fold``), never per request.
 
 The status code is read from gunicorn's own response object (the
 ``__self__`` of ``start_response``, whose ``status`` gunicorn sets), so
 start_response is not wrapped under gunicorn; under another server it is
-wrapped by a small capturing object.
+wrapped by a small capturing object. Which of the two a chain uses is said
+when it is composed (:meth:`Metrics.meter`, ``gunicorn=``), never guessed
+per request.
 """
 
 from __future__ import annotations
@@ -52,14 +54,13 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from gunicorn.http.wsgi import Response as _GunicornResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as _values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from .apps import App, StartResponse, WSGIApp
 
-__all__ = ["ENV", "FOLD_INTERVAL", "Metrics", "metered", "quantile"]
+__all__ = ["BUCKETS", "CONTENT_TYPE", "ENV", "FOLD_INTERVAL", "Metrics", "quantile"]
 
 #: The variable prometheus-client reads (when it is first imported) to choose
 #: its multiprocess mode; ``ctxserve serve`` sets it (server.gunicorn_hooks).
@@ -114,29 +115,6 @@ class _Meter:
     def in_flight(self) -> int:
         finished = self.folded + len(self.records)  # read before ``started``: never > started
         return max(0, self.started() - finished)
-
-
-def metered(app: App, meter: _Meter) -> WSGIApp:
-    """``app.serve``, counting each request into *meter*.
-
-    The first request picks the variant for the process, by the server's
-    ``start_response``: gunicorn's (a method of its ``Response``, whose
-    ``status`` attribute is read after the call, nothing wrapped) or any
-    other server's (wrapped by :class:`_Capture`). The choice replaces
-    ``app.serve``, so later requests go straight to it.
-    """
-    inner = app.serve
-    fast, wrapping = _under_gunicorn(inner, meter), _under_other_server(inner, meter)
-
-    def first(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        chosen = fast if isinstance(getattr(start_response, "__self__", None), _GunicornResponse) else wrapping
-        app.serve = chosen
-        return chosen(environ, start_response)
-
-    for serve in (first, fast, wrapping):
-        serve.__wrapped__ = inner  # type: ignore[attr-defined]
-        serve.meter = meter  # type: ignore[attr-defined]
-    return first
 
 
 def _under_gunicorn(inner: WSGIApp, meter: _Meter) -> WSGIApp:
@@ -254,12 +232,12 @@ def _series() -> tuple[Counter, Histogram, Gauge, Gauge]:
 class Metrics:
     """The metrics of the apps of one worker, and their exposition.
 
-    :meth:`attach` replaces each ``app.serve`` with its metered version (done
-    once, when the apps are built); :meth:`fold` moves what the requests
-    recorded into the prometheus values.
+    :meth:`meter` makes the metered hop of an app (called when the routing
+    table is built); :meth:`fold` moves what the requests recorded into the
+    prometheus values.
     """
 
-    def __init__(self, apps: Sequence[App] = ()) -> None:
+    def __init__(self) -> None:
         self.path = os.environ.get(ENV) or None
         # The values are mmap'd files only if prometheus-client chose its
         # multiprocess mode when it was imported (the variable was set then).
@@ -278,29 +256,29 @@ class Metrics:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
-        self.attach(apps)
         _live.add(self)
 
     @property
     def meters(self) -> list[_Meter]:
         return list(self._meters.values())
 
-    def attach(self, apps: Sequence[App]) -> None:
-        """Meter each app's requests from now on; apps already metered are left as they are.
+    def meter(self, app: App, inner: WSGIApp, *, gunicorn: bool = False) -> WSGIApp:
+        """*inner* (the app's hop), counting each request into the app's meter.
 
-        Label children are resolved here, not per request.
+        *gunicorn*: ``start_response`` is a method of gunicorn's ``Response``
+        (its ``status`` is read after the call, nothing is wrapped); else it
+        is wrapped to capture the status. Kept by app name: an app replaced
+        by a reload counts on in the same meter, its requests still in
+        flight included. Label children are resolved here, not per request.
         """
-        for app in apps:
-            if getattr(app.serve, "meter", None) is not None:
-                continue
-            meter = self._meters.get(app.name)
-            if meter is None:
-                meter = self._meters[app.name] = _Meter(app.name)
-                meter.duration = self.duration.labels(app.name)  # type: ignore[attr-defined]
-                meter.gauge = self.in_flight.labels(app.name)  # type: ignore[attr-defined]
-                meter.up = self.up.labels(app.name)  # type: ignore[attr-defined]
-            meter.app = app
-            app.serve = metered(app, meter)
+        meter = self._meters.get(app.name)
+        if meter is None:
+            meter = self._meters[app.name] = _Meter(app.name)
+            meter.duration = self.duration.labels(app.name)  # type: ignore[attr-defined]
+            meter.gauge = self.in_flight.labels(app.name)  # type: ignore[attr-defined]
+            meter.up = self.up.labels(app.name)  # type: ignore[attr-defined]
+        meter.app = app
+        return (_under_gunicorn if gunicorn else _under_other_server)(inner, meter)
 
     # -- folding ------------------------------------------------------------------
 

@@ -24,8 +24,9 @@ from . import apps as _apps
 from . import binding as _binding
 from . import config as _config
 from .config import Config, ConfigError
+from .chain import compose
 from .dispatch import Dispatcher
-from .workers import Arbiter
+from .workers import WORKERS, Arbiter, RequestScope, socket_name
 
 __all__ = ["Server", "application", "build", "gunicorn_hooks", "gunicorn_settings",
            "log_app_records", "make_shared_dirs", "print_table", "remove_shared_dirs"]
@@ -47,25 +48,16 @@ def build(config: Config, *, strict: bool | None = None) -> Dispatcher:
     return Dispatcher(loaded)
 
 
-def application(config: Config, *, strict: bool | None = None) -> Any:
-    """The WSGI app that serves *config*: the :class:`Dispatcher` itself when
-    ``[server] admin`` is off, else an :class:`ctxserve.admin.Front` that
-    sends the admin listener's requests to the admin routes and meters each
-    app (the choice is made here, once, not per request).
-    """
-    if not config.server.admin:
-        return build(config, strict=strict)
-    # Imported before any app is: prometheus-client reads
-    # PROMETHEUS_MULTIPROC_DIR from the real process environment.
-    from .admin import Front
-    from .metrics import Metrics
-    from .reload import Reloader
+def application(config: Config, *, strict: bool | None = None, gunicorn: bool = False) -> Any:
+    """The WSGI app that serves *config*: its apps loaded (:func:`build`) and
+    the request chain composed once (:func:`ctxserve.chain.compose`) — the
+    :class:`Dispatcher` itself when ``[server] admin`` is off, else the
+    listener split before it and a meter before each app.
 
-    front = Front(build(config, strict=strict).apps, config.server.admin, Metrics())
-    # Started in each worker by post_worker_init (gunicorn_hooks), never here:
-    # this may be gunicorn's master (preload_app), which forks.
-    front.reloader = Reloader(front, config.path)
-    return front
+    *gunicorn*: the app runs under gunicorn (``ctxserve serve``).
+    """
+    return compose(build(config, strict=strict).apps, admin=config.server.admin,
+                   config_path=config.path, gunicorn=gunicorn)
 
 
 def gunicorn_settings(config: Config) -> dict[str, Any]:
@@ -86,6 +78,13 @@ def print_table(apps: Sequence[_apps.App], file: TextIO | None = None) -> None:
     for row in (headers, *rows):
         print("  ".join(row[k].ljust(widths[k]) for k in headers).rstrip(), file=out)
     out.flush()
+
+
+def _fronts() -> tuple[type, ...]:
+    """``(admin.Front,)``: imported only when the admin listener is on (it imports prometheus-client)."""
+    from .admin import Front
+
+    return (Front,)
 
 
 #: Hook names :func:`gunicorn_hooks` may return.
@@ -130,8 +129,9 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
     """gunicorn server hooks for *config*; each calls the same hook of *chain* after its own work.
 
     * ``post_worker_init``: print the app table (first worker); with the
-      admin listener, learn its real address from the worker's listening
-      sockets and start the metrics fold;
+      admin listener, tell the worker which of its listening sockets is the
+      admin listener (:meth:`ctxserve.workers.RequestScope.serve_admin_on`),
+      start the metrics fold and the per-app reload watcher;
     * ``worker_exit`` (in the worker): fold the last counts;
     * ``child_exit`` (in the master): forget the dead worker's live gauges;
     * ``on_exit``: remove the metrics directory if it was made here.
@@ -152,20 +152,25 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
         return hook if callable(hook) else (lambda *args: None)
 
     user_post_worker_init = then("post_worker_init")
+    # An inherited fd is named by its socket's name, known only while this
+    # (master) process still holds the descriptor.
+    admin_name = socket_name(config.server.admin) if admin else None
 
     def post_worker_init(worker: Any) -> None:
-        apps = getattr(worker.wsgi, "apps", None)
-        if worker.age == 1 and apps is not None:
-            print_table(apps)
         front = worker.wsgi
-        if admin and hasattr(front, "learn"):
-            if not front.learn(worker, last=bound_last):
+        if worker.age == 1 and isinstance(front, (Dispatcher, *_fronts())):
+            print_table(front.apps)
+        if admin and isinstance(front, _fronts()):
+            if not isinstance(worker, RequestScope):
+                worker.log.warning("ctxserve: worker class %s cannot say which socket a request arrived "
+                                   "on: the admin routes are off; use ctxserve's workers (%s)",
+                                   type(worker).__name__, ", ".join(WORKERS.values()))
+            elif not worker.serve_admin_on(front.address, name=admin_name, last=bound_last):
                 worker.log.warning("ctxserve: the admin address %s is not among the listeners; "
                                    "bind it too (gunicorn -b %s)", front.address, front.address)
             front.metrics.start()
-            reloader = getattr(front, "reloader", None)
-            if reloader is not None:
-                reloader.start()
+            if front.reloader is not None:
+                front.reloader.start()
         user_post_worker_init(worker)
 
     hooks["post_worker_init"] = post_worker_init
@@ -173,13 +178,11 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
         user_worker_exit, user_child_exit, user_on_exit = then("worker_exit"), then("child_exit"), then("on_exit")
 
         def worker_exit(arbiter: Any, worker: Any) -> None:
-            front = getattr(worker, "wsgi", None)
-            metrics = getattr(front, "metrics", None)
-            if metrics is not None:
-                metrics.stop()
-            reloader = getattr(front, "reloader", None)
-            if reloader is not None:
-                reloader.stop()
+            front = getattr(worker, "wsgi", None)  # None when the worker failed before loading
+            if isinstance(front, _fronts()):
+                front.metrics.stop()
+                if front.reloader is not None:
+                    front.reloader.stop()
             user_worker_exit(arbiter, worker)
 
         def child_exit(arbiter: Any, worker: Any) -> None:
@@ -246,7 +249,7 @@ class Server(BaseApplication):  # type: ignore[misc]
         # strict is enforced before the server starts (cli: ctxserve check in
         # a child); a worker that loads later — a respawn, a SIGHUP — serves
         # 503 for an app that fails rather than taking the server down.
-        return application(self.config, strict=False)
+        return application(self.config, strict=False, gunicorn=True)
 
 
 def log_app_records() -> None:

@@ -10,13 +10,25 @@ response as it is. ``ctxserve serve`` uses these in place of gunicorn's
 ``sync``, ``gthread`` and ``gevent`` workers; they are otherwise gunicorn's
 own, except that SIGUSR1 reopens the apps' log files along with gunicorn's
 (:class:`ReopenAppFiles`).
+
+They also say which listener each request arrived on
+(``binding.listener``: ``"admin"`` or ``"public"``), from the listening
+socket that accepted the connection — never from ``Host``,
+``SERVER_NAME``/``SERVER_PORT`` (which gunicorn fills from ``Host`` on a
+unix socket) or any other request data. :meth:`RequestScope.serve_admin_on`
+names the admin listener among the worker's sockets (the
+``post_worker_init`` hook calls it); each request then starts in a copy of
+one of two prepared contexts, so telling the listeners apart costs one set
+lookup.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import ipaddress
 import os
+import socket
 import stat
 import sys
 from typing import Any
@@ -32,11 +44,35 @@ from . import config as _config
 from . import streams as _streams
 
 __all__ = ["Arbiter", "ReopenAppFiles", "RequestScope", "SyncWorker", "ThreadWorker", "GeventWorker", "WORKERS",
-           "booted", "mark_booted"]
+           "booted", "mark_booted", "socket_name"]
 
-#: A context in which ``request_scope`` is set; each request runs in a copy.
-_SCOPE = contextvars.Context()
-_SCOPE.run(_binding.request_scope.set, True)
+
+def _scope(listener: str) -> contextvars.Context:
+    """A context in which ``request_scope`` and ``listener`` are set; each request runs in a copy."""
+    scope = contextvars.Context()
+    scope.run(_binding.request_scope.set, True)
+    scope.run(_binding.listener.set, listener)
+    return scope
+
+
+_PUBLIC, _ADMIN = _scope(_binding.PUBLIC), _scope(_binding.ADMIN)
+
+
+def socket_name(address: str) -> Any:
+    """The name (``getsockname()``) the listener configured as *address* will have, if known now.
+
+    Known for an inherited ``fd://N`` while the descriptor is still open (in
+    gunicorn's master, before it takes the sockets over); ``None`` for the
+    other forms, which are matched by their configured address instead.
+    """
+    parsed = _config.parse_address(address)
+    if parsed.fd is None:
+        return None
+    try:
+        with socket.socket(fileno=os.dup(parsed.fd)) as sock:
+            return sock.getsockname()
+    except OSError:
+        return None
 
 
 class RequestScope:
@@ -51,10 +87,40 @@ class RequestScope:
     error of that request (:class:`~ctxserve.binding.AppRaised`) while the
     worker is alive; a stopping worker's own ``SystemExit`` or
     ``GreenletExit`` passes.
+
+    The request's context names the listener it arrived on
+    (``binding.listener``), from the socket, see :meth:`serve_admin_on`.
     """
 
+    #: The admin listener: gunicorn's listener objects and their socket names
+    #: (what each worker class's ``handle_request`` is given), or empty.
+    admin_listeners: frozenset[Any] = frozenset()
+
     def handle_request(self, *args: Any) -> Any:
-        return _SCOPE.copy().run(self._handle_in_scope, *args)
+        admin = self.admin_listeners and self.listener_of(*args) in self.admin_listeners
+        return (_ADMIN if admin else _PUBLIC).copy().run(self._handle_in_scope, *args)
+
+    def serve_admin_on(self, address: str, *, name: Any = None, last: bool = False) -> bool:
+        """Treat the listener configured as *address* as the admin listener; False if none is.
+
+        gunicorn keeps the listeners in bind order. The admin one is the last
+        whose configured address is *address* (or whose socket name is
+        *name*, see :func:`socket_name`); with *last* (``ctxserve serve``
+        binds it last) the last listener when none matches, e.g. sockets
+        inherited from a re-exec.
+        """
+        wanted = _config.parse_address(address)
+        sockets = list(self.sockets)  # type: ignore[attr-defined]
+        found = [s for s in sockets if _is(s, wanted, name)]
+        chosen = found[-1:] or (sockets[-1:] if last else [])
+        keys: set[Any] = set(chosen)
+        for listener in chosen:
+            try:
+                keys.add(listener.getsockname())
+            except OSError:
+                pass
+        self.admin_listeners = frozenset(keys)
+        return bool(chosen)
 
     def _handle_in_scope(self, *args: Any) -> Any:
         try:
@@ -101,6 +167,12 @@ class RequestScope:
         """The client socket among ``handle_request``'s arguments (sync and gevent)."""
         return sock
 
+    @staticmethod
+    def listener_of(listener: Any, req: Any, sock: Any, addr: Any) -> Any:
+        """The listener among ``handle_request``'s arguments: sync's listener object,
+        gevent's listener socket name."""
+        return listener
+
 
 class ReopenAppFiles:
     """Mixin for a gunicorn worker: SIGUSR1 reopens the apps' log files too.
@@ -123,6 +195,11 @@ class ThreadWorker(RequestScope, ReopenAppFiles, _ThreadWorker):
     @staticmethod
     def request_socket(req: Any, conn: Any) -> Any:  # type: ignore[override]
         return conn.sock
+
+    @staticmethod
+    def listener_of(req: Any, conn: Any) -> Any:  # type: ignore[override]
+        """The connection's ``server``: its listener's socket name."""
+        return conn.server
 
 
 # -- a booted worker's exit status never stops the master -------------------------------
@@ -173,6 +250,22 @@ class Arbiter(_Arbiter):
                                "starting another", worker.pid, halt.exit_status)
                 worker.tmp.close()
                 self.cfg.child_exit(self, worker)
+
+
+def _is(listener: Any, wanted: _config.Address, name: Any) -> bool:
+    """Whether gunicorn's *listener* is the one configured as *wanted*."""
+    configured = getattr(listener, "cfg_addr", None)
+    if wanted.path:
+        return bool(configured == wanted.path)
+    if wanted.fd is not None:
+        return name is not None and configured == name
+    if isinstance(configured, tuple) and len(configured) >= 2:
+        try:
+            host = str(ipaddress.ip_address(configured[0]))
+        except ValueError:
+            host = configured[0]
+        return (host, configured[1]) == (wanted.host, wanted.port)
+    return False
 
 
 #: ``[server] worker_class`` -> the worker ``ctxserve serve`` runs (declared in config).

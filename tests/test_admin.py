@@ -19,8 +19,9 @@ import pytest
 import requests
 
 from support import ROOT, Server, probe_app, wait_for
-from ctxserve.admin import admin_address
+from ctxserve.workers import RequestScope
 from ctxserve.config import ConfigError, parse
+from ctxserve.admin import Front
 from ctxserve.dispatch import Dispatcher
 from ctxserve.server import application
 
@@ -54,20 +55,24 @@ def test_admin_off_serves_the_dispatcher_itself(tmp_path: Path) -> None:
     config = parse({"apps": {"a": probe_app("a", "/a")}}, tmp_path / "ctxserve.toml")
     app = application(config)
     assert type(app) is Dispatcher
-    assert not hasattr(app.apps[0].serve, "meter")  # not metered
+    assert app.routes.fast["/a"] == ("a", app.apps[0].serve)  # router → app context: not metered
 
 
 def test_admin_on_meters_each_app_once(tmp_path: Path) -> None:
     config = parse({"server": ADMIN, "apps": {"a": probe_app("a", "/a")}}, tmp_path / "ctxserve.toml")
     front = application(config)
-    assert front.apps[0].serve != front.apps[0]._serve
-    assert front.apps[0].serve.__wrapped__ == front.apps[0]._serve
+    assert type(front) is Front and type(front.public) is Dispatcher
+    name, hop = front.public.routes.fast["/a"]
+    assert name == "a" and hop != front.apps[0].serve and [m.name for m in front.metrics.meters] == ["a"]
 
 
-def test_admin_must_be_tcp(tmp_path: Path) -> None:
-    for address in ("unix:/tmp/admin.sock", "fd://3"):
-        with pytest.raises(ConfigError, match="server.admin: .*must be TCP"):
-            parse({"server": {"admin": address}, "apps": {"a": probe_app("a", "/a")}}, "x.toml")
+def test_admin_may_be_any_address_but_not_a_public_one(tmp_path: Path) -> None:
+    for address in ("unix:/tmp/admin.sock", "fd://3", "[::1]:9100"):
+        parse({"server": {"admin": address}, "apps": {"a": probe_app("a", "/a")}}, "x.toml")
+    for admin, bind in (("unix:/tmp/s.sock", "unix:/tmp/s.sock"), ("fd://3", "fd://3"),
+                        ("127.0.0.1:9100", "127.0.0.1:9100")):
+        with pytest.raises(ConfigError, match="server.admin: .*also in bind"):
+            parse({"server": {"admin": admin, "bind": [bind]}, "apps": {"a": probe_app("a", "/a")}}, "x.toml")
     # An ephemeral port may appear in both: each listener gets its own port.
     parse({"server": {"admin": "127.0.0.1:0", "bind": "127.0.0.1:0"}, "apps": {"a": probe_app("a", "/a")}},
           "x.toml")
@@ -246,10 +251,24 @@ def test_access_log_lines_name_the_app(serve, make_config, tmp_path: Path, admin
 
 
 @pytest.mark.parametrize(
-    ("address", "expected"),
-    [("127.0.0.1:9100", ("127.0.0.1", "9100")), ("[0:0::1]:9100", ("::1", "9100")),
-     ("LocalHost:0", (None, "0"))],
+    ("address", "configured"),
+    [("127.0.0.1:9100", ("127.0.0.1", 9100)), ("[0:0::1]:9100", ("0:0::1", 9100)),
+     ("LocalHost:0", ("localhost", 0)), ("unix:/run/admin.sock", "/run/admin.sock")],
 )
-def test_the_admin_address_is_read_by_the_config_parser(address, expected) -> None:
-    # SERVER_NAME of a TCP listener is getsockname()'s IP, in its canonical spelling.
-    assert admin_address(address) == expected
+def test_a_worker_finds_the_admin_listener_by_its_configured_address(address, configured) -> None:
+    """gunicorn's ``cfg_addr`` of each listener, read as the config parser reads the admin address."""
+
+    class Listener:
+        def __init__(self, cfg_addr: Any) -> None:
+            self.cfg_addr = cfg_addr
+
+        def getsockname(self) -> Any:
+            return self.cfg_addr
+
+    public, admin = Listener(("0.0.0.0", 8000)), Listener(configured)
+    worker = RequestScope()
+    worker.sockets = [public, admin]  # type: ignore[attr-defined]
+    assert worker.serve_admin_on(address)
+    assert {admin, configured} == worker.admin_listeners
+    worker.sockets = [public]  # type: ignore[attr-defined]
+    assert not worker.serve_admin_on(address) and not worker.admin_listeners

@@ -320,7 +320,8 @@ def test_gunicorn_entry_point_with_the_sync_worker(good_config, serve):
     ("admin", "message"),
     [
         ("nowhere", "ctxserve: --admin: expected an address"),
-        ("unix:/run/admin.sock", "the admin listener is a TCP address"),
+        ("fd://3", "an inherited descriptor has no address to connect to"),
+        ("unix:/nonexistent/admin.sock", "cannot reach the admin listener at unix:/nonexistent/admin.sock"),
         ("127.0.0.1:0", "the admin port is chosen when the server starts"),
         # A wildcard address is asked on the loopback interface of its family.
         ("0.0.0.0:1", "cannot reach the admin listener at 127.0.0.1:1"),

@@ -206,8 +206,8 @@ def test_durations_in_flight_and_the_temporary_directory(serve, make_config, tmp
     assert not list(tmp.iterdir()), "the temporary directories are removed at exit"
 
 
-def test_set_apps_meters_a_replaced_app_once_and_counts_on(tmp_path: Path) -> None:
-    """The seam for per-app reload: Front.set_apps meters new App objects, not the others twice."""
+def test_a_replaced_app_counts_on_in_the_same_meter(tmp_path: Path) -> None:
+    """The seam for per-app reload: the router's new table meters the new App under the same name."""
     from ctxserve.apps import App
 
     apps = {"swap_a": probe_app("swap_a", "/a"), "swap_b": probe_app("swap_b", "/b")}
@@ -216,11 +216,10 @@ def test_set_apps_meters_a_replaced_app_once_and_counts_on(tmp_path: Path) -> No
     client = Client(front)
     assert client.get("/a/whoami").status_code == 200
     old_a, b = front.apps
-    b_serve = b.serve
     new_a = App(config.apps[0])
     new_a.load()
-    front.set_apps([new_a, b])
-    assert b.serve is b_serve and new_a.serve.meter is old_a.serve.meter
+    front.public.set_apps([new_a, b])
+    assert front.apps == (new_a, b) and len(front.metrics.meters) == 2
     assert client.get("/a/whoami").status_code == 200
     assert client.get("/b/whoami").status_code == 200
     summary = front.metrics.summary()
