@@ -23,7 +23,6 @@ rounds, and the ratio after / before. The machine is shared: read ratios.
 from __future__ import annotations
 
 import argparse
-import contextvars
 import json
 import os
 import random
@@ -50,12 +49,11 @@ def _worker(tree: str, n: int) -> dict[str, float]:
     from gunicorn.http.wsgi import Response
 
     import ctxserve
-    from ctxserve import binding, streams
     from ctxserve.config import parse
     from ctxserve.server import application
 
     assert Path(ctxserve.__file__).resolve().is_relative_to(Path(tree).resolve()), ctxserve.__file__
-    from .micro import make_environ, request_timer
+    from .micro import make_environ, request_timer, scoped_request_timer
 
     class GunicornResponse(Response):  # gunicorn's start_response, without a socket
         def __init__(self) -> None:
@@ -65,35 +63,7 @@ def _worker(tree: str, n: int) -> dict[str, float]:
             self.status = status
             return None
 
-    scope = contextvars.Context()
-    scope.run(binding.request_scope.set, True)
-    if hasattr(binding, "listener"):
-        scope.run(binding.listener.set, binding.PUBLIC)
     under_gunicorn = "gunicorn" in inspect.signature(application).parameters
-    flush = streams.flush_partial_lines
-
-    def scoped(app: Any, environ: dict[str, Any], sr: Any) -> Any:
-        template = dict(environ)
-
-        def handle(env: dict[str, Any]) -> None:
-            try:
-                body = app(env, sr)
-                for _chunk in body:
-                    pass
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
-            finally:
-                flush()
-
-        def timer(k: int) -> int:
-            copy, new_scope, clock = template.copy, scope.copy, time.perf_counter_ns
-            t0 = clock()
-            for _ in range(k):
-                new_scope().run(handle, copy())
-            return clock() - t0
-
-        return timer
 
     env = make_environ("/a0/hello")
     config_path = Path(tempfile.mkdtemp(prefix="ctxserve-bench-")) / "ctxserve.toml"
@@ -107,8 +77,8 @@ def _worker(tree: str, n: int) -> dict[str, float]:
         fn = off.apps[0].wsgi
         timers[f"direct/{body}"] = request_timer(fn, env)
         timers[f"admin off, any server/{body}"] = request_timer(off, env)
-        timers[f"admin off, ctxserve worker/{body}"] = scoped(off, env, GunicornResponse().start_response)
-        timers[f"admin on, ctxserve worker/{body}"] = scoped(on, env, GunicornResponse().start_response)
+        timers[f"admin off, ctxserve worker/{body}"] = scoped_request_timer(off, env, GunicornResponse().start_response)
+        timers[f"admin on, ctxserve worker/{body}"] = scoped_request_timer(on, env, GunicornResponse().start_response)
     samples = interleaved(timers, rounds=7, n=n, seed=random.randrange(1 << 30))
     medians = {name: statistics.median(values) for name, values in samples.items()}
     return {name: value - medians[f"direct/{name.rsplit('/', 1)[1]}"]

@@ -86,7 +86,8 @@ def request_timer(app: WSGIApp, environ: Mapping[str, Any]) -> Callable[[int], i
     return timer
 
 
-def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any]) -> Callable[[int], int] | None:
+def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any],
+                         sr: Callable[..., Any] | None = None) -> Callable[[int], int] | None:
     """Like :func:`request_timer`, but each request as ``ctxserve serve``'s own workers run it.
 
     ``ctxserve/workers.py`` runs every request — the app's call, the
@@ -94,7 +95,8 @@ def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any]) -> Callable[[
     ``binding.request_scope`` is set, and flushes partial output lines at
     the end. That copy and flush are part of what ``ctxserve serve`` pays
     per request, so they are inside the timed loop. None if this ctxserve
-    has no such workers.
+    has no such workers. *sr*: the ``start_response`` to pass (default: a
+    no-op function).
     """
     from ctxserve import binding, streams
 
@@ -103,6 +105,8 @@ def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any]) -> Callable[[
         return None
     scope = contextvars.Context()
     scope.run(request_scope.set, True)
+    if hasattr(binding, "listener"):  # the worker names the listener, a public one here
+        scope.run(binding.listener.set, binding.PUBLIC)
     flush = streams.flush_partial_lines
     template = dict(environ)
 
@@ -117,9 +121,11 @@ def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any]) -> Callable[[
         finally:
             flush()
 
+    given = sr or start_response
+
     def timer(n: int) -> int:
         copy = template.copy
-        sr = start_response
+        sr = given
         new_scope = scope.copy
         clock = time.perf_counter_ns
         t0 = clock()

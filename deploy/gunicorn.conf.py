@@ -28,10 +28,11 @@ command line replaces the whole list, so **bind the admin address too**::
 
     gunicorn -c deploy/gunicorn.conf.py -b 0.0.0.0:8000 -b 127.0.0.1:9100
 
-Requests are told to be the admin listener's by the address of the socket
-they arrived on (gunicorn's ``SERVER_NAME``/``SERVER_PORT`` of a TCP
-listener); with port 0, the listener bound at the admin address is found by
-the ``post_worker_init`` hook. For ``/metrics`` summed over the workers,
+Requests are told to be the admin listener's by the socket they arrived on,
+never by request data: ctxserve's workers (``worker_class`` above) know it,
+and the ``post_worker_init`` hook names the socket bound at the admin
+address (TCP, port 0 included, or ``unix:``). With another worker class the
+admin routes are off, and the log says so. For ``/metrics`` summed over the workers,
 ``PROMETHEUS_MULTIPROC_DIR`` is set to a fresh temporary directory (removed
 at exit) unless it is already set; a directory you set is used as it is
 (empty it before each start).
