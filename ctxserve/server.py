@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,8 @@ from .chain import compose
 from .dispatch import Dispatcher
 from .workers import WORKERS, Arbiter, RequestScope, socket_name
 
-__all__ = ["Server", "application", "build", "gunicorn_hooks", "gunicorn_settings",
+__all__ = ["Server", "application", "build", "cannot_listen", "control_socket_settings", "gunicorn_hooks",
+           "gunicorn_settings",
            "log_app_records", "make_shared_dirs", "print_table", "remove_shared_dirs"]
 
 def build(config: Config, *, strict: bool | None = None) -> Dispatcher:
@@ -200,6 +202,52 @@ def gunicorn_hooks(config: Config, chain: Mapping[str, Any] | None = None, *,
     return hooks
 
 
+def control_socket_settings(config: Config) -> dict[str, Any]:
+    """gunicorn's control socket: this server's own, in its run directory, or off.
+
+    gunicorn >= 24 listens on ``$XDG_RUNTIME_DIR/gunicorn.ctl`` or
+    ``~/.gunicorn/gunicorn.ctl``: one path for every server of a user, so
+    stopping one server removed another's socket. Here it is in the run
+    directory (``CTXSERVE_RUNTIME_DIR``, made with the admin listener: call
+    after :func:`gunicorn_hooks`), or off without one; a ``control_socket``
+    or ``control_socket_disable`` in ``[server.gunicorn]`` is the user's
+    choice and is kept.
+    """
+    if {"control_socket", "control_socket_disable"} & set(config.server.gunicorn):
+        return {}
+    run_dir = os.environ.get("CTXSERVE_RUNTIME_DIR") if config.server.admin else None
+    if run_dir:
+        return {"control_socket": os.path.join(run_dir, "gunicorn.ctl")}
+    return {"control_socket_disable": True}
+
+
+def cannot_listen(config: Config, held: Config) -> None:
+    """Raise :class:`ConfigError` if *config* has an address this server cannot listen on.
+
+    On SIGHUP gunicorn closes every listener and binds the new list when it
+    changed; an address in use then stops the master, and the old ports with
+    it. The addresses *held* (the running config's) are ours already; each new
+    TCP address is tried with a socket of its own, each new unix socket's
+    directory must exist.
+    """
+    ours = {*held.server.bind, held.server.admin}
+    for text in (*config.server.bind, config.server.admin):
+        if not text or text in ours:
+            continue
+        address = _config.parse_address(text)
+        where = f"{config.path}: server.{'admin' if text == config.server.admin else 'bind'}"
+        if address.path and not os.path.isdir(os.path.dirname(os.path.abspath(address.path))):
+            raise ConfigError(f"{where}: cannot listen on {text}: its directory does not exist")
+        if address.is_tcp and address.port:
+            family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+            try:
+                with socket.socket(family, socket.SOCK_STREAM) as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((address.host, address.port))
+            except OSError as exc:
+                raise ConfigError(f"{where}: cannot listen on {text}: {exc.strerror}") from None
+
+
 class Server(BaseApplication):  # type: ignore[misc]
     """gunicorn serving the apps of one config."""
 
@@ -220,12 +268,14 @@ class Server(BaseApplication):  # type: ignore[misc]
             self._started = True
             return
         try:
-            config = _config.load(self.config.path)
-            self.config = _config.override_server(config, **self.overrides)
+            config = _config.override_server(_config.load(self.config.path), **self.overrides)
+            _config.check_inherited(config)
+            cannot_listen(config, held=self.config)
         except ConfigError as exc:
             logging.getLogger("gunicorn.error").error(
                 "ctxserve: config not reloaded, still serving the previous one: %s", exc)
         else:
+            self.config = config
             logging.getLogger("gunicorn.error").info("ctxserve: reloaded %s", self.config.path)
 
     def load_config(self) -> None:
@@ -235,6 +285,8 @@ class Server(BaseApplication):  # type: ignore[misc]
         chain = {name: getattr(self.cfg, name) for name in HOOKS}
         for name, hook in gunicorn_hooks(self.config, chain, bound_last=True).items():
             self.cfg.set(name, hook)
+        for name, value in control_socket_settings(self.config).items():
+            self.cfg.set(name, value)
 
     def run(self) -> None:
         """``BaseApplication.run`` with ctxserve's master (:class:`ctxserve.workers.Arbiter`)."""

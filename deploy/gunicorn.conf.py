@@ -41,7 +41,7 @@ at exit) unless it is already set; a directory you set is used as it is
 import os
 
 from ctxserve.config import load
-from ctxserve.server import gunicorn_hooks, gunicorn_settings
+from ctxserve.server import control_socket_settings, gunicorn_hooks, gunicorn_settings
 
 _path = os.path.abspath(
     os.environ.get("CTXSERVE_CONFIG") or os.path.join(os.path.dirname(__file__), "ctxserve.toml"))
@@ -54,3 +54,5 @@ _config = load(_path)
 globals().update(gunicorn_settings(_config))
 # The hooks of ``ctxserve serve``, each calling a hook of the same name set above after its own work.
 globals().update(gunicorn_hooks(_config, globals()))
+# gunicorn's control socket: this server's own, in its run directory, or off.
+globals().update(control_socket_settings(_config))

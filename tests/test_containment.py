@@ -229,3 +229,76 @@ def _get(url: str) -> str | None:
         return requests.get(url, timeout=5).text
     except requests.RequestException:
         return None
+
+
+# -- SIGHUP never stops a serving server ----------------------------------------------------
+
+import signal
+
+from support import start_server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("change", ["bind-in-use", "worker_tmp_dir"])
+def test_a_sighup_whose_config_cannot_be_applied_is_refused_in_one_line_and_the_old_one_keeps_serving(
+        tmp_path, change):
+    port = _free_port()
+    config = _config(tmp_path, {"bind": f"127.0.0.1:{port}"})
+    # No --bind on the command line: the file's bind is what SIGHUP re-reads.
+    server = start_server([*CLI, "serve", str(config)], tmp_path)
+    taken = socket.socket()
+    try:
+        assert server.url.endswith(f":{port}")
+        assert server.get("/").text == "ok"
+        if change == "bind-in-use":
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            text = config.read_text().replace(f"127.0.0.1:{port}", f"127.0.0.1:{taken.getsockname()[1]}")
+            says = "Address already in use"
+        else:
+            text = config.read_text() + '\n[server.gunicorn]\nworker_tmp_dir = "/nonexistent-dir"\n'
+            says = "server.gunicorn.worker_tmp_dir"
+        config.write_text(text)
+        server.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "config not reloaded" in server.stderr(), timeout=20), server.stderr()[-3000:]
+        line = next(line for line in server.stderr().splitlines() if "config not reloaded" in line)
+        assert says in line, line
+        time.sleep(1.5)  # the graceful restart with the previous config
+        assert server.proc.poll() is None, server.stderr()[-3000:]
+        assert server.get("/").text == "ok"
+        assert "Traceback" not in server.stderr()
+    finally:
+        taken.close()
+        server.stop()
+
+
+# -- gunicorn's control socket: each server its own, or none --------------------------------
+
+def test_two_servers_never_share_a_control_socket_and_stopping_one_leaves_the_other(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    # gunicorn's default is one path per user: ~/.gunicorn/gunicorn.ctl without XDG_RUNTIME_DIR.
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": ""}
+    servers = []
+    try:
+        for name, admin in (("one", True), ("two", True), ("three", False)):
+            directory = tmp_path / name
+            directory.mkdir()
+            config = _config(directory, {"admin": "127.0.0.1:0"} if admin else None)
+            servers.append(start_server([*CLI, "serve", str(config), "--bind", "127.0.0.1:0"], directory,
+                                        env={**env, "TMPDIR": str(directory)}))
+        sockets = [re.search(r"Control socket listening at (\S+)", s.stderr()) for s in servers]
+        assert sockets[0] and sockets[1] and sockets[0].group(1) != sockets[1].group(1)
+        assert all(Path(m.group(1)).parent.name.startswith("ctxserve-run-") for m in sockets[:2])
+        assert sockets[2] is None, "a server without a run directory has the control socket off"
+        assert not (home / ".gunicorn").exists()
+        servers[0].stop()
+        assert Path(sockets[1].group(1)).exists(), "stopping one server removed the other's socket"
+    finally:
+        for server in servers:
+            server.stop()
