@@ -292,6 +292,8 @@ def test_two_servers_never_share_a_control_socket_and_stopping_one_leaves_the_ot
             config = _config(directory, {"admin": "127.0.0.1:0"} if admin else None)
             servers.append(start_server([*CLI, "serve", str(config), "--bind", "127.0.0.1:0"], directory,
                                         env={**env, "TMPDIR": str(directory)}))
+        # gunicorn starts its control server after the first workers.
+        wait_for(lambda: all("Control socket listening" in s.stderr() for s in servers[:2]), timeout=20)
         sockets = [re.search(r"Control socket listening at (\S+)", s.stderr()) for s in servers]
         assert sockets[0] and sockets[1] and sockets[0].group(1) != sockets[1].group(1)
         assert all(Path(m.group(1)).parent.name.startswith("ctxserve-run-") for m in sockets[:2])
