@@ -457,6 +457,8 @@ def install_mimetypes() -> None:
         b = _binding.current.get()
         if b is None:
             return plain_init(files)
+        if not mimetypes.inited:  # MimeTypes() would call init() — this one — to make it
+            contextvars.Context().run(plain_init)
         db = mimetypes.MimeTypes()
         for file in files if files is not None else mimetypes.knownfiles:
             if os.path.isfile(file):

@@ -216,3 +216,18 @@ def test_the_globals_key_is_checked_and_defaults_to_the_servers() -> None:
     with pytest.raises(ConfigError, match=r'c.toml: apps.a.globals: expected one of "warn", "fail", '
                                           r'got "fial"; did you mean "fail"\?'):
         parse({"apps": {"a": {**app, "globals": "fial"}}}, "c.toml")
+
+
+def test_an_app_that_calls_mimetypes_init_first_in_the_process_loads(tmp_path: Path) -> None:
+    """falcon.App() calls mimetypes.init(); in a fresh process nothing has before it."""
+    (tmp_path / "mimeapp.py").write_text(
+        "import mimetypes\nmimetypes.init()\nTYPE = mimetypes.guess_type('x.json')[0]\n\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [])\n    return [TYPE.encode()]\n")
+    config = tmp_path / "ctxserve.toml"
+    config.write_text(toml_text(None, {"mime": {"app": "mimeapp:application", "mount": "/",
+                                                "path": [str(tmp_path)]}}))
+    check = subprocess.run([sys.executable, "-m", "ctxserve", "check", str(config)],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "RecursionError" not in check.stdout + check.stderr
