@@ -3,7 +3,8 @@
 Twelve apps of ten projects from the package index (pinned by the ``compat`` extra in
 pyproject.toml), each with the entry module a user would write
 (tests/compat/*/wsgi.py, every one of them called ``wsgi``), are served
-together by ONE ``ctxserve serve`` and driven over real HTTP:
+together by ONE ``ctxserve serve`` — once with each engine, gunicorn and
+granian — and driven over real HTTP:
 
 * two WsgiDAV instances over different directories (the twins: a file put
   into one never appears in the other), parsing XML bodies (PROPFIND, LOCK)
@@ -148,15 +149,19 @@ def _only_when_asked(request: pytest.FixtureRequest) -> None:
         pytest.skip("the compatibility corpus runs once, deliberately: pytest -m compat")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("compat")
+ENGINES = ("gunicorn", "granian")
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The whole corpus in one server, once with each engine."""
+    tmp = tmp_path_factory.mktemp(f"compat-{request.param}")
     for directory in ("dav_a", "dav_b", "radicale", "packages", "packages_b"):
         (tmp / directory).mkdir()
     (tmp / "packages" / "demo-1.0.tar.gz").write_bytes(b"not really a tarball\n")
     (tmp / "packages_b" / "other-2.0.tar.gz").write_bytes(b"another one\n")
     config = tmp / "ctxserve.toml"
-    config.write_text(toml_text({"worker_class": "gthread", "threads": 8},
+    config.write_text(toml_text({"engine": request.param, "worker_class": "gthread", "threads": 8},
                                 {entry.name: entry.table(tmp) for entry in CORPUS}))
     running = start_server(serve_command(config), tmp, timeout=120)
     yield running
@@ -366,8 +371,9 @@ def render() -> str:
         "",
         "Written by `pytest -m compat` (tests/test_compat.py), which installs nothing itself: "
         "`pip install -e '.[test,compat]'` first. Every app below was served by **one** "
-        "`ctxserve serve` (gthread, 8 threads), each from an entry module called `wsgi`, and "
-        "driven over HTTP as listed; then all of them answered "
+        "`ctxserve serve`, each from an entry module called `wsgi`, and driven over HTTP as "
+        "listed, once with each engine (gunicorn's gthread worker with 8 threads, and "
+        "granian); then all of them answered "
         f"{CONCURRENT} requests from 8 client threads at once, each answer checked against "
         "its own app. The server printed no traceback and no `isolate` warning; what it "
         "reported of guarded process globals at load is quoted under notes.",
