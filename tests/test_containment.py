@@ -97,7 +97,10 @@ def test_the_exit_hook_removes_the_shared_directories_in_the_process_that_made_t
     from ctxserve.server import gunicorn_hooks
 
     for name in ("PROMETHEUS_MULTIPROC_DIR", "CTXSERVE_RUNTIME_DIR"):
-        monkeypatch.delenv(name, raising=False)
+        # Set, then removed: monkeypatch then removes what the hook sets
+        # here at teardown, so later tests' servers do not inherit it.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", None)
