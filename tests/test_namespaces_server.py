@@ -107,15 +107,23 @@ def test_apps_preloaded_in_the_master_keep_their_namespaces_in_two_workers(make_
 
 
 @pytest.mark.server
-def test_an_app_parses_xml_bodies_through_defusedxml(make_config, serve):
+@pytest.mark.parametrize("worker_flags", WORKER_CLASSES)
+def test_an_app_parses_xml_bodies_through_defusedxml(make_config, serve, worker_flags):
     """defusedxml blocks ``_elementtree`` with a None entry in sys.modules while it
     imports the pure-Python parser; inside an app that block must hold."""
     config = make_config({"feeds": fixture_app("xmlfeed", "feeds"), "alpha": fixture_app("alpha")})
-    server = serve(config, "--worker-class", "gthread", "--threads", "4")
-    response = requests.post(f"{server.url}/feeds/", timeout=10,
-                             data=b"<feed><item>one</item><item>two</item></feed>")
-    assert response.status_code == 200, response.text
-    assert response.json() == {"root": "feed", "items": ["one", "two"]}
+    server = serve(config, *worker_flags)
+
+    def request(session: requests.Session, t: int, i: int) -> None:
+        if (t + i) % 2:
+            assert session.get(f"{server.url}/alpha/", timeout=30).json()["owners"] == owners("alpha")
+            return
+        response = session.post(f"{server.url}/feeds/", timeout=30,
+                                data=f"<feed><item>{t}</item><item>{i}</item></feed>".encode())
+        assert response.status_code == 200, response.text
+        assert response.json() == {"root": "feed", "items": [str(t), str(i)]}
+
+    assert hammer(request, threads=8, per_thread=40, timeout=60) == 320
     bomb = (b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]>'
             b"<x>&b;</x>")
     refused = requests.post(f"{server.url}/feeds/", data=bomb, timeout=10)
