@@ -6,13 +6,14 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CTXSERVE_HEALTHCHECK_URL=http://127.0.0.1:9100/healthz
 
-# The package from this source tree (not editable) and what the demo apps
-# need; the source is copied aside and removed, so nothing shadows the
+# The package from this source tree (not editable), with gevent (the worker
+# of deploy/ctxserve.toml), and what the demo apps need; the source is
+# copied aside and removed, so nothing shadows the
 # installed package and no build or cache directory stays behind.
 COPY pyproject.toml README.md LICENSE /tmp/ctxserve-src/
 COPY ctxserve/ /tmp/ctxserve-src/ctxserve/
 COPY apps/requirements.txt /tmp/ctxserve-src/apps/
-RUN pip install --no-cache-dir --root-user-action=ignore /tmp/ctxserve-src -r /tmp/ctxserve-src/apps/requirements.txt \
+RUN pip install --no-cache-dir --root-user-action=ignore "/tmp/ctxserve-src[gevent]" -r /tmp/ctxserve-src/apps/requirements.txt \
     && rm -rf /tmp/ctxserve-src \
     && useradd --user-group --uid 10001 --create-home --shell /usr/sbin/nologin ctxserve
 

@@ -307,3 +307,106 @@ def test_two_servers_never_share_a_control_socket_and_stopping_one_leaves_the_ot
     finally:
         for server in servers:
             server.stop()
+
+
+# -- slow clients and hung handlers under the shipped defaults ------------------------------
+
+import threading
+import tomllib
+
+from reliability_helpers import figure, ms, percentile
+
+DEPLOY = Path(__file__).parent.parent / "deploy" / "ctxserve.toml"
+
+
+def shipped_server_table() -> dict:
+    """``[server]`` of deploy/ctxserve.toml, as the image and deploy/k8s run it (addresses aside)."""
+    table = tomllib.loads(DEPLOY.read_text())["server"]
+    return {k: v for k, v in table.items() if k not in ("bind", "admin")}
+
+
+class Attack:
+    """Hold *idle* connections that send nothing, *half* that send half a request
+    line and stop, *readers* that ask for 8 MB and never read, and *hung*
+    requests to the hung app (each sleeps 120 s), all on 127.0.0.1; release
+    all on exit."""
+
+    def __init__(self, server, *, idle: int, half: int, readers: int, hung: int) -> None:
+        self.server, self.counts = server, {"idle": idle, "half": half, "readers": readers, "hung": hung}
+        self.sockets: list[socket.socket] = []
+
+    def _open(self) -> socket.socket:
+        host, port = self.server.url.removeprefix("http://").rsplit(":", 1)
+        s = socket.create_connection((host, int(port)), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sockets.append(s)
+        return s
+
+    def __enter__(self) -> "Attack":
+        for _ in range(self.counts["idle"]):
+            self._open()
+        for _ in range(self.counts["half"]):
+            self._open().sendall(b"GET /b/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        for _ in range(self.counts["readers"]):
+            self._open().sendall(b"GET /a/big?mb=8 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for i in range(self.counts["hung"]):
+            self._open().sendall(f"GET /hung/x?sleep=120&tag=h{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def healthy_while(server, seconds: float, *, clients: int = 4) -> dict:
+    """Ask the healthy app from *clients* threads for *seconds*, each request with
+    a 5 s timeout: how many answered right, how many did not, and how fast."""
+    ok, failed, latencies, lock = [0], [0], [], threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                good = requests.get(server.url + "/b/x", timeout=5).json()["id"] == "b"
+            except (requests.RequestException, ValueError):
+                good = False
+            with lock:
+                if good:
+                    ok[0] += 1
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failed[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    return {"ok": ok[0], "failed": failed[0],
+            "p50_ms": ms(percentile(latencies, 50)) if latencies else None,
+            "p99_ms": ms(percentile(latencies, 99)) if latencies else None}
+
+
+ATTACK = {"idle": 200, "half": 200, "readers": 20, "hung": 40}
+
+
+@pytest.mark.parametrize("defaults", ["shipped", "gthread-8"])
+def test_a_healthy_app_keeps_answering_while_hundreds_of_slow_connections_are_open_and_another_app_hangs(
+        tmp_path_factory, defaults):
+    server_table = shipped_server_table() if defaults == "shipped" else {"worker_class": "gthread", "threads": 8}
+    # Stopping: the hung handlers are killed after 2 s, not gunicorn's 30.
+    server_table = {**server_table, "gunicorn": {"graceful_timeout": 2}}
+    apps = {"a": faults_app("a", "/a"), "b": faults_app("b", "/b"), "hung": faults_app("hung", "/hung")}
+    with module_server(tmp_path_factory, f"slow-{defaults}", apps, server_table) as server:
+        alone = healthy_while(server, 1.5)
+        with Attack(server, **ATTACK):
+            time.sleep(1)  # every connection is in
+            during = healthy_while(server, 4)
+        after = healthy_while(server, 1.5)
+        figure(f"containment.slow_clients.{defaults}", {"server": server_table, "attack": ATTACK,
+                                                        "alone": alone, "during": during, "after": after})
+        assert server.proc.poll() is None
+        if defaults == "shipped":
+            assert during["failed"] == 0 and during["ok"] > 0, during
+            assert after["failed"] == 0 and after["ok"] > 0, after

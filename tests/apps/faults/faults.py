@@ -194,6 +194,15 @@ def stream(environ, start_response, query, tag):
     return body()
 
 
+def big(environ, start_response, query, tag):
+    """``mb`` megabytes in 64 KiB chunks: a client that stops reading holds the write."""
+    chunk = b"x" * 65536
+    n = int(float(query.get("mb", "8")) * 16)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(len(chunk) * n))])
+    return (chunk for _ in range(n))
+
+
 # -- what no process can contain ---------------------------------------------------
 
 def os_exit(environ, start_response, query, tag):
@@ -223,6 +232,6 @@ ROUTES = {
     "/raise-call": raise_call, "/raise-iter": raise_iter, "/raise-close": raise_close,
     "/exit-call": exit_call, "/exit-iter": exit_iter, "/exit-close": exit_close,
     "/raise-base": raise_base,
-    "/leak": leak, "/release": release, "/flood": flood, "/stream": stream,
+    "/leak": leak, "/release": release, "/flood": flood, "/big": big, "/stream": stream,
     "/os-exit": os_exit, "/segfault": segfault, "/hold-gil": hold_gil, "/spin": spin,
 }
