@@ -26,6 +26,7 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ctxse
 
 from gunicorn.http.wsgi import Response  # noqa: E402
 
+from ctxserve import binding  # noqa: E402
 from ctxserve.config import parse  # noqa: E402
 from ctxserve.server import application  # noqa: E402
 
@@ -48,9 +49,12 @@ def main(rounds: int = 60, number: int = 10000) -> None:
     apps = {"hello": {"app": "admin_overhead:hello", "mount": "/hello", "path": [here]},
             "other": {"app": "admin_overhead:hello", "mount": "/other", "path": [here]}}
     off = application(parse({"apps": apps}, "off.toml"))
-    on = application(parse({"server": {"admin": "127.0.0.1:9100"}, "apps": apps}, "on.toml"))
-    # The first request picks the variant for the process' server: a second Front for the other one.
+    # The meter reads the status from gunicorn's response (ctxserve serve) or wraps
+    # start_response (any other server): which one is said when the chain is composed.
+    on = application(parse({"server": {"admin": "127.0.0.1:9100"}, "apps": apps}, "on.toml"), gunicorn=True)
     on_foreign = application(parse({"server": {"admin": "127.0.0.1:9100"}, "apps": apps}, "on.toml"))
+    # As ctxserve's workers say of each request: it arrived on a public listener.
+    binding.listener.set(binding.PUBLIC)
     base = {"REQUEST_METHOD": "GET", "PATH_INFO": "/hello/x", "SCRIPT_NAME": "", "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "8000", "wsgi.file_wrapper": None}
     resp = StubResponse()

@@ -65,14 +65,14 @@ def make_environ(path: str) -> dict[str, Any]:
     return environ
 
 
-def request_timer(app: WSGIApp, environ: Mapping[str, Any]) -> Callable[[int], int]:
-    """``timer(n)``: n requests of *app*, as a server makes them."""
+def request_timer(app: WSGIApp, environ: Mapping[str, Any],
+                  clock: Callable[[], int] = time.perf_counter_ns) -> Callable[[int], int]:
+    """``timer(n)``: n requests of *app*, as a server makes them (elapsed ns by *clock*)."""
     template = dict(environ)
 
     def timer(n: int) -> int:
         copy = template.copy
         sr = start_response
-        clock = time.perf_counter_ns
         t0 = clock()
         for _ in range(n):
             body = app(copy(), sr)
@@ -86,8 +86,8 @@ def request_timer(app: WSGIApp, environ: Mapping[str, Any]) -> Callable[[int], i
     return timer
 
 
-def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any],
-                         sr: Callable[..., Any] | None = None) -> Callable[[int], int] | None:
+def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any], sr: Callable[..., Any] | None = None,
+                         clock: Callable[[], int] = time.perf_counter_ns) -> Callable[[int], int] | None:
     """Like :func:`request_timer`, but each request as ``ctxserve serve``'s own workers run it.
 
     ``ctxserve/workers.py`` runs every request — the app's call, the
@@ -127,7 +127,6 @@ def scoped_request_timer(app: WSGIApp, environ: Mapping[str, Any],
         copy = template.copy
         sr = given
         new_scope = scope.copy
-        clock = time.perf_counter_ns
         t0 = clock()
         for _ in range(n):
             new_scope().run(handle, copy(), sr)
