@@ -190,3 +190,13 @@ def test_in_process_a_script_name_header_is_undone_before_routing(tmp_path: Path
     body = b"".join(wsgi(environ, lambda status, headers, exc_info=None: seen.append(status)))
     assert environ["ctxserve.app"] == "a" and (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/a", "/b/whoami")
     assert seen == ["404 Not Found"] and json.loads(body) == {"error": "no route /b/whoami"}
+
+
+def test_a_script_name_header_never_changes_which_app_answers_under_each_engine(serve, make_config,
+                                                                                engine) -> None:
+    server = serve(make_config({"a": probe_app("a", "/a"), "b": probe_app("b", "/b")}))
+    assert server.get("/b/whoami").json()["id"] == "b"
+    answer = server.get("/a/b/whoami", headers={"SCRIPT_NAME": "/a"})
+    assert answer.status_code != 200 or answer.json()["id"] != "b", answer.text
+    answer = server.get("/a/whoami", headers={"SCRIPT_NAME": "/a"})
+    assert answer.status_code == 200 and answer.json()["id"] == "a"
