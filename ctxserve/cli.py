@@ -124,10 +124,19 @@ def reload_apps(config: _config.Config, names: Sequence[str], admin: str | None,
         if status == 200:
             print(f"{name}: reloaded in {len(answer.get('workers', []))} worker(s)")
             continue
-        print(f"ctxserve: {name}: not reloaded, the old version keeps serving: "
+        print(f"ctxserve: {name}: not reloaded{_what_serves(answer.get('before', {}).get(name))}: "
               f"{answer.get('error', status)}", file=sys.stderr)
         worst = max(worst, 2 if status in (400, 404) else 1)
     return worst
+
+
+def _what_serves(before: str | None) -> str:
+    """What a reload that failed leaves serving the app, as the server reported it."""
+    return {
+        "loaded": ", the old version keeps serving",
+        "failed": "; it still answers 503: it has not loaded since the server started",
+        "absent": "; nothing serves it: it was not in the running server",
+    }.get(before or "", "; nothing was changed")
 
 
 def _all_apps_load(config: _config.Config) -> bool:

@@ -188,6 +188,11 @@ class Reloader:
         unknown = [name for name in names if name not in known]
         if unknown:
             return 404, {"ok": False, "error": f"no app named {', '.join(unknown)} in {config.path}"}
+        # What serves each app now, for the caller to say what a failed
+        # reload leaves: "loaded" (the old version keeps serving), "failed"
+        # (it answers 503, as it did) or "absent" (new in the file: nothing).
+        serving = {app.name: "loaded" if app.loaded else "failed" for app in self.dispatcher.apps}
+        before = {name: serving.get(name, "absent") for name in names}
         rid = uuid.uuid4().hex
         request_path = self.directory / f"reload-{rid}.json"
         request = {"id": rid, "apps": list(names), "phase": "prepare", "time": time.time()}
@@ -198,7 +203,8 @@ class Reloader:
             if failed or not acks:
                 _write(request_path, {**request, "phase": "abort"})
                 self._wait(rid, "abort", timeout)
-                return 500, {"ok": False, "error": failed[0] if failed else "no worker answered"}
+                return 500, {"ok": False, "error": failed[0] if failed else "no worker answered",
+                             "before": before}
             committed = time.time()
             _write(request_path, {**request, "phase": "commit"})
             acks = self._wait(rid, "commit", timeout)
@@ -206,7 +212,7 @@ class Reloader:
                 _write(self.directory / f"committed-{name}.json", {"id": rid, "time": committed})
             late = [ack["error"] for ack in acks.values() if not ack["ok"]]
             if late:  # it switches when it catches up; say that it has not yet
-                return 500, {"ok": False, "error": "; ".join(late)}
+                return 500, {"ok": False, "error": "; ".join(late), "before": before}
             return 200, {"ok": True, "apps": list(names), "workers": sorted(acks)}
         finally:
             request_path.unlink(missing_ok=True)

@@ -410,3 +410,30 @@ def test_a_healthy_app_keeps_answering_while_hundreds_of_slow_connections_are_op
         if defaults == "shipped":
             assert during["failed"] == 0 and during["ok"] > 0, during
             assert after["failed"] == 0 and after["ok"] > 0, after
+
+
+# -- ctxserve reload says what is true ------------------------------------------------------
+
+def test_reload_says_what_serves_an_app_it_could_not_reload(tmp_path_factory):
+    apps = {"a": faults_app("a", "/a"), "broken": {**faults_app("broken", "/broken"), "app": "nowhere:application"}}
+    with module_server(tmp_path_factory, "reload-truth", apps, {"admin": "127.0.0.1:0"}) as server:
+        admin = server.admin_url.removeprefix("http://")
+
+        def reload(*names: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*CLI, "reload", str(server.config), *names, "--admin", admin],
+                                  capture_output=True, text=True, timeout=120)
+
+        never = reload("broken")
+        assert never.returncode == 1
+        assert "keeps serving" not in never.stderr and "still answers 503" in never.stderr, never.stderr
+        assert "nowhere" in never.stderr
+        missing = reload("nosuchapp")
+        assert missing.returncode == 2
+        assert "keeps serving" not in missing.stderr and "no app named nosuchapp" in missing.stderr, missing.stderr
+        # An app the running server does not have, added to the file, failing to load.
+        server.config.write_text(server.config.read_text() + '\n[apps.late]\napp = "nowhere2:application"\n'
+                                 'mount = "/late"\n')
+        late = reload("late")
+        assert late.returncode == 1
+        assert "keeps serving" not in late.stderr and "nothing serves it" in late.stderr, late.stderr
+        assert requests.get(server.url + "/a/x", timeout=10).json()["id"] == "a"
