@@ -298,12 +298,30 @@ def open_destination(app: str, stream: str, destination: str) -> AppWriter:
     if destination == "inherit":
         return AppWriter(_to_server_stream(stream, f"[{app}] "),
                          fileno=lambda: getattr(_server, stream).fileno(), name=name, app=app, stream=stream)
+    # C code that writes to a descriptor (faulthandler.enable() at import,
+    # a C library's own stderr) needs one for every destination. "null":
+    # /dev/null. "logging": the server's own stream, as "inherit" has — not
+    # a pipe read by a thread: what such code writes is mostly a crash
+    # report (faulthandler), written as the process dies, when no thread
+    # is left to read a pipe and log it.
     if destination == "null":
-        return _NullWriter(_discard, name=name, app=app, stream=stream)
+        return _NullWriter(_discard, fileno=_devnull_fd, name=name, app=app, stream=stream)
     if destination == "logging":
-        return AppWriter(_to_logger(app, stream), name=name, app=app, stream=stream)
+        return AppWriter(_to_logger(app, stream), fileno=lambda: getattr(_server, stream).fileno(),
+                         name=name, app=app, stream=stream)
     target = _AppendFile.get(destination)
     return AppWriter(target.write, fileno=target.fileno, name=destination, app=app, stream=stream)
+
+
+_DEVNULL_FD: int | None = None
+
+
+def _devnull_fd() -> int:
+    """One ``/dev/null`` descriptor, opened for writing, for every ``null`` destination."""
+    global _DEVNULL_FD
+    if _DEVNULL_FD is None:
+        _DEVNULL_FD = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+    return _DEVNULL_FD
 
 
 _EMPTY_STDIN: TextIO | None = None

@@ -437,3 +437,21 @@ def test_reload_says_what_serves_an_app_it_could_not_reload(tmp_path_factory):
         assert late.returncode == 1
         assert "keeps serving" not in late.stderr and "nothing serves it" in late.stderr, late.stderr
         assert requests.get(server.url + "/a/x", timeout=10).json()["id"] == "a"
+
+
+# -- C code that needs a file descriptor gets one for every destination ---------------------
+
+FH = Path(__file__).parent / "apps" / "faulty_import"
+
+
+def test_faulthandler_enabled_at_import_loads_and_dumps_under_every_stderr_destination(tmp_path_factory):
+    destinations = ["null", "logging", "inherit", "file"]
+    apps = {d: {"app": "fh:application", "mount": f"/{d}", "path": [str(FH)], "environ": {"APP_ID": d},
+                "stderr": f"{d}.err" if d == "file" else d} for d in destinations}
+    with module_server(tmp_path_factory, "faulthandler", apps) as server:
+        for d in destinations:
+            r = requests.get(f"{server.url}/{d}/", timeout=10)
+            assert r.status_code == 200 and r.text.startswith(f"{d} fd="), (d, r.status_code, r.text[:300])
+        # The dumps: "logging" and "inherit" on the server's stderr, "file" in its file, "null" nowhere.
+        assert wait_for(lambda: server.stderr().count("in application") >= 2), server.stderr()[-2000:]
+        assert "in application" in (server.directory / "file.err").read_text()
