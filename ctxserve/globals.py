@@ -155,7 +155,7 @@ def _dispatch(plain: Callable[..., Any], key: str, initial: Callable[[], Any],
         b = _binding.current.get()
         if b is None:
             return plain(*args, **kwargs)
-        return method(own(b, key, initial), *args, **kwargs)
+        return method(b.state.get(key) or own(b, key, initial), *args, **kwargs)
 
     return call
 
@@ -261,22 +261,20 @@ def install_logging() -> None:
         b = _binding.current.get()
         if b is None:
             return plain_enabled(self, level)
-        if self.name.startswith(SERVER_LOGGERS):
-            # The server's logger, logging from an app's request: judged by
-            # the server's root and disable level, never the app's.
-            return contextvars.Context().run(plain_enabled, self, level)
-        state = _log_state(b)
-        if self.disabled:
-            return False
+        state = b.state.get("logging.root") or _log_state(b)
         if state.generation != _log_generation[0]:
             state.cache.clear()
             state.generation = _log_generation[0]
-        try:
-            return state.cache[self, level]
-        except KeyError:
-            enabled = state.disable < level and level >= self.getEffectiveLevel()
+        enabled = state.cache.get((self, level))
+        if enabled is None:
+            if self.name.startswith(SERVER_LOGGERS):
+                # The server's logger, logging from an app's request: judged
+                # by the server's root and disable level, never the app's.
+                enabled = contextvars.Context().run(plain_enabled, self, level)
+            else:
+                enabled = state.disable < level and level >= self.getEffectiveLevel()
             state.cache[self, level] = enabled
-            return enabled
+        return enabled and not self.disabled
 
     @functools.wraps(plain_clear)
     def _clear_cache(self: logging.Manager) -> None:

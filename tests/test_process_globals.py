@@ -231,3 +231,45 @@ def test_an_app_that_calls_mimetypes_init_first_in_the_process_loads(tmp_path: P
                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "RecursionError" not in check.stdout + check.stderr
+
+
+# -- in one process: the logging caches and the server's loggers ----------------
+
+def test_logging_levels_disable_and_caches_are_per_app_and_never_the_servers() -> None:
+    import logging
+
+    import ctxserve
+
+    def noop(environ, start_response):  # pragma: no cover - never called
+        return []
+
+    one, two = ctxserve.wrap(noop, "log-one"), ctxserve.wrap(noop, "log-two")
+    shared = logging.getLogger("tests.shared.cache")
+    server = logging.getLogger("gunicorn.error")
+    server_level = server.level
+    try:
+        server.setLevel(logging.INFO)
+        assert not one.context.run(shared.isEnabledFor, logging.INFO)  # the app's root: WARNING
+        one.context.run(logging.getLogger().setLevel, logging.DEBUG)
+        assert one.context.run(shared.isEnabledFor, logging.INFO)
+        assert not two.context.run(shared.isEnabledFor, logging.INFO)
+        # A level set on the shared logger reaches every app's cache.
+        shared.setLevel(logging.INFO)
+        assert two.context.run(shared.isEnabledFor, logging.INFO)
+        # logging.disable in one app: that app only; the server's loggers still speak in it.
+        one.context.run(logging.disable, logging.CRITICAL)
+        assert not one.context.run(shared.isEnabledFor, logging.ERROR)
+        assert one.context.run(server.isEnabledFor, logging.INFO)
+        assert two.context.run(shared.isEnabledFor, logging.ERROR)
+        assert shared.isEnabledFor(logging.ERROR) and logging.root.manager.disable == 0
+        # A handler one app adds to its root (basicConfig does that) is that app's only;
+        # each app's root started as a copy of the server's.
+        handler = logging.NullHandler()
+        two.context.run(logging.getLogger().addHandler, handler)
+        assert handler in two.context.run(lambda: logging.root.handlers)
+        assert handler not in one.context.run(lambda: logging.root.handlers)
+        assert handler not in logging.root.handlers
+        assert one.context.run(lambda: logging.root.handlers) == logging.root.handlers
+    finally:
+        shared.setLevel(logging.NOTSET)
+        server.setLevel(server_level)
