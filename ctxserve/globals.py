@@ -138,10 +138,6 @@ def _plain_module(cls: type, *args: Any, **kwargs: Any) -> types.ModuleType:
     return types.ModuleType(*args, **kwargs)
 
 
-def _copy(value: Any) -> Any:
-    return value.copy()
-
-
 def _same(value: Any) -> Any:
     return value
 

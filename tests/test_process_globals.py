@@ -156,6 +156,17 @@ def test_a_guarded_global_changed_in_a_request_is_reported_naming_the_app(server
     assert wait_for(lambda: 'app "b" changed the process-wide current directory (os.chdir' in srv.stderr())
 
 
+def test_guarded_globals_changed_in_requests_are_reported_naming_the_app(server) -> None:
+    srv, _ = server
+    assert srv.get("/a/change-several").json() == {"id": "a"}
+    status = srv.session.get(srv.admin_url + "/status", headers={"Accept": "application/json"}, timeout=30).json()
+    changed = {row["name"]: row["globals"] for row in status["apps"]}["a"]
+    assert {"umask", "recursion limit", "C-level environment (os.putenv and os.unsetenv)"} <= set(changed)
+    assert changed["umask"].startswith("os.umask: ")
+    for name in ("umask", "recursion limit", "C-level environment"):
+        assert wait_for(lambda: f'app "a" changed the process-wide {name}' in srv.stderr())
+
+
 # -- guarded globals changed while an app loads: check, the start table, fail --
 
 def run_check(config: Path) -> subprocess.CompletedProcess[str]:
@@ -173,6 +184,21 @@ def test_check_reports_a_guarded_global_changed_at_load_naming_the_app(tmp_path:
     assert rows["b"].endswith("loaded; changed process-wide: recursion limit")
     assert rows["a"].endswith("loaded")
     assert 'app "b" changed the process-wide recursion limit (sys.setrecursionlimit: ' in result.stderr
+
+
+def test_check_names_every_guarded_global_an_app_changes_while_it_loads(tmp_path: Path) -> None:
+    from ctxserve.guard import GUARDED
+
+    config = tmp_path / "ctxserve.toml"
+    config.write_text(toml_text(None, {"everything": {
+        "app": "guardall:application", "mount": "/", "path": [str(TEST_APPS / "globals_probe")]}}))
+    result = run_check(config)
+    assert result.returncode == 0, result.stderr
+    row = result.stdout.splitlines()[1]
+    assert "loaded; changed process-wide: " in row
+    for guarded in GUARDED:
+        assert guarded.name in row
+        assert f'app "everything" changed the process-wide {guarded.name} (' in result.stderr
 
 
 def test_globals_fail_fails_the_load_of_the_app_that_changes_one(tmp_path: Path) -> None:

@@ -161,3 +161,18 @@ def thread_pool(query):
 
 
 ROUTES["/thread-pool"] = thread_pool
+
+
+def change_several(query):
+    """Change guarded globals in a request, each put back at once."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit + 3)
+    sys.setrecursionlimit(limit)
+    os.putenv("CTXSERVE_TEST_PUTENV", "1")
+    os.unsetenv("CTXSERVE_TEST_PUTENV")
+    return {"id": ME}
+
+
+ROUTES["/change-several"] = change_several
