@@ -36,6 +36,7 @@ from typing import Any
 from gunicorn.arbiter import Arbiter as _Arbiter
 from gunicorn import util
 from gunicorn.errors import HaltServer
+from gunicorn.workers.base import Worker as _Worker
 from gunicorn.workers.gthread import ThreadWorker as _ThreadWorker
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
@@ -192,6 +193,19 @@ class SyncWorker(RequestScope, ReopenAppFiles, _SyncWorker):
 
 
 class ThreadWorker(RequestScope, ReopenAppFiles, _ThreadWorker):
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGINT/SIGQUIT: gunicorn's worker handler, without gthread's ``tpool.shutdown()`` in it.
+
+        gthread shuts its pool down from inside the signal handler. When the
+        signal lands while the main thread is in ``tpool.submit()`` (handing
+        a connection to the pool, under the pool's lock), the handler waits
+        for that lock forever: the worker never exits and outlives its
+        master. Without it nothing else changes: the worker ends by
+        ``SystemExit`` and the interpreter's exit joins the pool's threads,
+        as it did after ``shutdown(wait=False)``.
+        """
+        _Worker.handle_quit(self, sig, frame)
+
     @staticmethod
     def request_socket(req: Any, conn: Any) -> Any:  # type: ignore[override]
         return conn.sock
