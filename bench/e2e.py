@@ -59,8 +59,10 @@ def wrk_script(path: Path, paths: list[str]) -> Path:
     return path
 
 
-def run_wrk(url: str, script: Path, *, seconds: float, connections: int, threads: int) -> dict[str, Any]:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+def run_wrk(url: str, script: Path, *, seconds: float, connections: int, threads: int,
+            cpus: str = "") -> dict[str, Any]:
+    """One bounded wrk run; with *cpus* (e.g. ``"1"``) wrk is pinned there with taskset."""
+    command = [*(["taskset", "-c", cpus] if cpus else []), "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
                "-s", str(script), url]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     for line in out.stdout.splitlines():
