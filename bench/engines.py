@@ -19,7 +19,7 @@ every server with 16 Flask apps, after the load.
 | `gunicorn` gthread/8 + `ctxserve.wsgi:application` | every app |
 | `ctxserve serve` (gunicorn engine, gthread/8) | every app |
 | `ctxserve serve --engine granian` (8 threads) | every app |
-| uWSGI, one sub-interpreter per `--mount`, 8 threads | every app |
+| uWSGI, one sub-interpreter per `--mount`, 8 threads, `--http11-socket` (keep-alive, as wrk asks) | every app |
 | granian (WSGI, 8 blocking threads) + werkzeug `DispatcherMiddleware` | none |
 | granian serving one bare app (tiny, N = 1 only) | — |
 
@@ -46,7 +46,7 @@ from .e2e import run_wrk, wrk_script
 from .servers import Server, ctxserve_config, running
 
 KINDS = {"tiny": ("benchbare:application", "benchbare.py", "/hello"),
-         "flask": ("benchflask:create_app()", "benchflaskwsgi.py", "/")}
+         "flask": ("benchflask:create_app()", "benchflaskwsgi.py", "/items.json")}
 THREADS = 8
 
 
@@ -87,7 +87,7 @@ def arrangements(kind: str, n: int, tmp: Path) -> list[Server]:
         port = _free_port()
         mounts = [arg for k in range(n) for arg in ("--mount", f"/a{k}={APPS / KINDS[kind][1]}")]
         server = Server(label + "uWSGI sub-interpreters", _pinned(
-            [uwsgi, "--http-socket", f"127.0.0.1:{port}", "--processes", "1", "--threads", str(THREADS),
+            [uwsgi, "--http11-socket", f"127.0.0.1:{port}", "--processes", "1", "--threads", str(THREADS),
              "--pythonpath", str(APPS), "--manage-script-name", "--disable-logging", "--die-on-term",
              "--need-app", *mounts]), tmp / f"{kind}{n}-uwsgi")
         server.address = f"127.0.0.1:{port}"
@@ -146,7 +146,7 @@ def report(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     for result in results:
         stats = result["stats"]
         lines += [f"## {result['kind']}, {result['apps']} app{'s' if result['apps'] > 1 else ''}", "",
-                  "| arrangement | req/s | p50 ms | p99 ms | errors | req/s vs ctxserve on granian |",
+                  "| arrangement | req/s | p50 ms | p99 ms | errors | ctxserve on granian ÷ this (req/s) |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         ours = next(v for k, v in stats.items() if k.endswith("ctxserve serve (granian)"))["rps"]["median"]
         for label, s in stats.items():

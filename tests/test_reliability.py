@@ -38,7 +38,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import Server, probe_app, serve_command, start_server, wait_for
+from support import ENGINES, Server, probe_app, serve_command, start_server, wait_for
 from reliability_helpers import (Checker, children, faults_app, figure, memory_kb, module_server, ms,
                                  percentile, worker_pid, write_config)
 
@@ -87,10 +87,18 @@ BULKHEAD_APPS = {
 }
 
 
-@pytest.fixture(scope="module")
-def bulkhead(tmp_path_factory) -> Server:
-    with module_server(tmp_path_factory, "bulkhead", BULKHEAD_APPS, {"threads": 8}) as server:
+@pytest.fixture(scope="module", params=ENGINES)
+def bulkhead(request, tmp_path_factory) -> Server:
+    with module_server(tmp_path_factory, f"bulkhead-{request.param}", BULKHEAD_APPS,
+                       {"threads": 8, "engine": request.param}) as server:
+        server.engine = request.param  # type: ignore[attr-defined]
         yield server
+
+
+def engine_tag(server: Server) -> str:
+    """Figures measured under granian are named "granian.<name>"."""
+    engine = getattr(server, "engine", "gunicorn")
+    return "" if engine == "gunicorn" else f"{engine}."
 
 
 def fast_latencies(server: Server, seconds: float, *, clients: int = 2, most: int = 3000) -> list[float]:
@@ -155,8 +163,8 @@ def test_a_slow_app_at_its_max_concurrency_does_not_starve_a_fast_app_of_threads
         loaded = fast_latencies(bulkhead, 2.0)
     alone += fast_latencies(bulkhead, 1.0)
     alone_p99, loaded_p99 = percentile(alone, 99), percentile(loaded, 99)
-    figure("bulkhead.fast_alone", {"n": len(alone), "p50_ms": ms(percentile(alone, 50)), "p99_ms": ms(alone_p99)})
-    figure("bulkhead.fast_with_slow_saturated", {"n": len(loaded), "p50_ms": ms(percentile(loaded, 50)),
+    figure(engine_tag(bulkhead) + "bulkhead.fast_alone", {"n": len(alone), "p50_ms": ms(percentile(alone, 50)), "p99_ms": ms(alone_p99)})
+    figure(engine_tag(bulkhead) + "bulkhead.fast_with_slow_saturated", {"n": len(loaded), "p50_ms": ms(percentile(loaded, 50)),
                                                  "p99_ms": ms(loaded_p99), "ratio_p99": round(loaded_p99 / alone_p99, 2),
                                                  "slow_statuses": dict(slow.statuses)})
     assert slow.statuses[503] > 0, "the slow app never reached its limit"
@@ -168,7 +176,7 @@ def test_a_slow_app_at_its_max_concurrency_does_not_starve_a_fast_app_of_threads
     with Saturate(bulkhead, f"/unlimited/x?sleep={SLOW}", clients=12):
         time.sleep(0.5)
         starved = fast_latencies(bulkhead, 30.0, most=1)
-    figure("bulkhead.fast_with_unlimited_slow_app", {"n": len(starved), "p50_ms": ms(percentile(starved, 50)),
+    figure(engine_tag(bulkhead) + "bulkhead.fast_with_unlimited_slow_app", {"n": len(starved), "p50_ms": ms(percentile(starved, 50)),
                                                      "max_ms": ms(max(starved))})
     assert percentile(starved, 50) > 2 * alone_p99
 
@@ -181,7 +189,7 @@ def test_a_slow_app_with_a_queue_timeout_does_not_starve_a_fast_app_of_threads(b
     with Saturate(bulkhead, f"/queued/x?sleep={SLOW}", clients=12) as queued:
         time.sleep(0.5)
         loaded = fast_latencies(bulkhead, 3.0, most=200)
-    figure("bulkhead.fast_with_queued_slow_app", {"n": len(loaded), "p50_ms": ms(percentile(loaded, 50)),
+    figure(engine_tag(bulkhead) + "bulkhead.fast_with_queued_slow_app", {"n": len(loaded), "p50_ms": ms(percentile(loaded, 50)),
                                                   "max_ms": ms(max(loaded)), "alone_p99_ms": ms(percentile(alone, 99)),
                                                   "slow_statuses": dict(queued.statuses)})
     assert percentile(loaded, 99) <= 2 * percentile(alone, 99)
@@ -201,7 +209,7 @@ def test_beyond_the_limit_with_queue_timeout_0_a_request_gets_503_at_once(bulkhe
     started = time.perf_counter()
     r = requests.get(bulkhead.url + "/slow/x", timeout=30)
     waited = time.perf_counter() - started
-    figure("bulkhead.queue_timeout_0.wait_ms", ms(waited))
+    figure(engine_tag(bulkhead) + "bulkhead.queue_timeout_0.wait_ms", ms(waited))
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
     assert r.text == "Service Unavailable: app 'slow' is at its max_concurrency\n"
     assert waited < SLOW / 2, "it waited for a slot"
@@ -214,7 +222,7 @@ def test_beyond_the_limit_a_request_waits_at_most_queue_timeout_then_gets_503(bu
     started = time.perf_counter()
     r = requests.get(bulkhead.url + "/waits/x", timeout=30)
     waited = time.perf_counter() - started
-    figure("bulkhead.queue_timeout_1s.wait_then_503_ms", ms(waited))
+    figure(engine_tag(bulkhead) + "bulkhead.queue_timeout_1s.wait_then_503_ms", ms(waited))
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"
     assert 1.0 <= waited < SLOW, "it did not wait queue_timeout (1 s), or waited for the slot"
     assert holder.result().status_code == 200
@@ -224,7 +232,7 @@ def test_beyond_the_limit_a_request_waits_at_most_queue_timeout_then_gets_503(bu
     started = time.perf_counter()
     r = requests.get(bulkhead.url + "/waits/x", timeout=30)
     waited = time.perf_counter() - started
-    figure("bulkhead.queue_timeout_1s.wait_then_200_ms", ms(waited))
+    figure(engine_tag(bulkhead) + "bulkhead.queue_timeout_1s.wait_then_200_ms", ms(waited))
     assert r.status_code == 200 and r.json()["id"] == "waits"
     assert waited < 1.0
     assert holder.result().status_code == 200
