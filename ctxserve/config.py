@@ -1063,6 +1063,11 @@ def _check_admin_not_bound(server: Any, at: _At) -> None:
         clash = (admin.path, admin.fd) in {(a.path, a.fd) for a in public if not a.is_tcp}
     if clash:
         at.error(f'"{server.admin}" is also in bind; the admin listener needs its own address')
+    # gunicorn serves only the inherited descriptors when any address is one (sock.create_sockets).
+    if (admin.fd is not None) != all(a.fd is not None for a in public):
+        at.error(f'"{server.admin}" and bind {list(server.bind)}: gunicorn listens on inherited '
+                 'descriptors only, or on addresses only; make the admin listener and every bind '
+                 'fd://N, or none of them')
 
 
 def _app(name: Any, table: Any, at: _At) -> Any:

@@ -67,8 +67,13 @@ def test_admin_on_meters_each_app_once(tmp_path: Path) -> None:
 
 
 def test_admin_may_be_any_address_but_not_a_public_one(tmp_path: Path) -> None:
-    for address in ("unix:/tmp/admin.sock", "fd://3", "[::1]:9100"):
+    for address in ("unix:/tmp/admin.sock", "[::1]:9100"):
         parse({"server": {"admin": address}, "apps": {"a": probe_app("a", "/a")}}, "x.toml")
+    parse({"server": {"admin": "fd://4", "bind": "fd://3"}, "apps": {"a": probe_app("a", "/a")}}, "x.toml")
+    # gunicorn listens on inherited descriptors only, or on addresses only.
+    for admin, bind in (("fd://4", "127.0.0.1:8000"), ("127.0.0.1:9100", "fd://3")):
+        with pytest.raises(ConfigError, match="server.admin: .*fd://N, or none of them"):
+            parse({"server": {"admin": admin, "bind": [bind]}, "apps": {"a": probe_app("a", "/a")}}, "x.toml")
     for admin, bind in (("unix:/tmp/s.sock", "unix:/tmp/s.sock"), ("fd://3", "fd://3"),
                         ("127.0.0.1:9100", "127.0.0.1:9100")):
         with pytest.raises(ConfigError, match="server.admin: .*also in bind"):

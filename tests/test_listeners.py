@@ -66,14 +66,14 @@ def serve_config(tmp_path: Path, server_table: dict[str, Any], apps: dict[str, A
 
 
 def start(tmp_path: Path, config: Path, env: dict[str, str] | None = None,
-          command: list[str] | None = None) -> Any:
+          command: list[str] | None = None, pass_fds: tuple[int, ...] = ()) -> Any:
     """``ctxserve serve CONFIG`` with the binds of the config (no ``--bind``), any listener first."""
     command = command or [sys.executable, "-m", "ctxserve", "serve", str(config)]
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700, exist_ok=True)
     out, err = tmp_path / "server.out", tmp_path / "server.err"
     with out.open("wb") as o, err.open("wb") as e:
-        proc = subprocess.Popen(command, stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=tmp_path,
+        proc = subprocess.Popen(command, stdout=o, stderr=e, stdin=subprocess.DEVNULL, cwd=tmp_path, pass_fds=pass_fds,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1", "XDG_RUNTIME_DIR": str(runtime),
                                      **(env or {})})
     server = Server(proc, "", out, err)
@@ -141,6 +141,24 @@ def test_the_admin_listener_on_a_unix_socket(tmp_path: Path, stopped: Any, worke
     done = subprocess.run([sys.executable, "-m", "ctxserve", "reload", str(config), "a"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "a: reloaded" in done.stdout, done.stderr
+
+
+def test_the_admin_listener_on_an_inherited_descriptor(tmp_path: Path, stopped: Any) -> None:
+    """gunicorn serves inherited descriptors only or addresses only: both listeners are fds here."""
+    with socket.socket() as inherited_public, socket.socket() as inherited_admin:
+        for inherited in (inherited_public, inherited_admin):
+            inherited.bind(("127.0.0.1", 0))
+            inherited.listen()
+        public, admin = inherited_public.getsockname(), inherited_admin.getsockname()
+        config = serve_config(tmp_path, {"bind": f"fd://{inherited_public.fileno()}",
+                                         "admin": f"fd://{inherited_admin.fileno()}"},
+                              {"a": probe_app("a", "/a")})
+        server = start(tmp_path, config, pass_fds=(inherited_public.fileno(), inherited_admin.fileno()))
+    stopped(server)
+    wait_for(lambda: raw(admin, "GET", "/healthz")[0] == 200)
+    assert raw(admin, "GET", "/a/whoami")[0] == 404
+    assert raw(public, "GET", "/a/whoami")[0] == 200
+    assert raw(public, "GET", "/healthz", {"Host": f"{admin[0]}:{admin[1]}"})[0] == 404
 
 
 def test_plain_gunicorn_workers_never_answer_admin_routes_and_say_why(tmp_path: Path, stopped: Any) -> None:
