@@ -391,12 +391,16 @@ def healthy_while(server, seconds: float, *, clients: int = 4) -> dict:
 ATTACK = {"idle": 200, "half": 200, "readers": 20, "hung": 40}
 
 
-@pytest.mark.parametrize("defaults", ["shipped", "gthread-8"])
+@pytest.mark.parametrize("defaults", ["shipped", "gthread-8", "granian-8"])
 def test_a_healthy_app_keeps_answering_while_hundreds_of_slow_connections_are_open_and_another_app_hangs(
         tmp_path_factory, defaults):
-    server_table = shipped_server_table() if defaults == "shipped" else {"worker_class": "gthread", "threads": 8}
-    # Stopping: the hung handlers are killed after 2 s, not gunicorn's 30.
-    server_table = {**server_table, "gunicorn": {"graceful_timeout": 2}}
+    if defaults == "granian-8":
+        # Stopping: the hung handlers are killed after 2 s (granian's own setting).
+        server_table = {"engine": "granian", "threads": 8, "granian": {"workers_kill_timeout": 2}}
+    else:
+        server_table = shipped_server_table() if defaults == "shipped" else {"worker_class": "gthread", "threads": 8}
+        # Stopping: the hung handlers are killed after 2 s, not gunicorn's 30.
+        server_table = {**server_table, "gunicorn": {"graceful_timeout": 2}}
     apps = {"a": faults_app("a", "/a"), "b": faults_app("b", "/b"), "hung": faults_app("hung", "/hung")}
     with module_server(tmp_path_factory, f"slow-{defaults}", apps, server_table) as server:
         alone = healthy_while(server, 1.5)

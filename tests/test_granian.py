@@ -69,3 +69,21 @@ def test_an_empty_streamed_body_is_an_empty_response(make_config, serve, tmp_pat
     r = server.get("/e/")
     assert (r.status_code, r.content) == (204, b"")
     assert wait_for(lambda: "[e] closed" in server.stdout())
+
+
+def test_the_listening_socket_sends_small_writes_at_once():
+    """A streamed response is several sends; with Nagle's algorithm on, each
+    waited for the client's delayed ACK (a third of the req/s, measured)."""
+    import socket
+
+    from ctxserve.granian_server import listen
+
+    sock = listen("127.0.0.1:0")
+    try:
+        client = socket.create_connection(sock.getsockname())
+        accepted, _ = sock.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        accepted.close()
+        client.close()
+    finally:
+        sock.close()
