@@ -299,3 +299,32 @@ def test_logging_levels_disable_and_caches_are_per_app_and_never_the_servers() -
     finally:
         shared.setLevel(logging.NOTSET)
         server.setLevel(server_level)
+
+
+def test_urllib_openers_and_warnings_resets_are_per_app() -> None:
+    import io
+    import urllib.error
+    import urllib.request
+    import urllib.response
+    import warnings
+
+    import ctxserve
+
+    class Handler(urllib.request.BaseHandler):
+        def ctxtest_open(self, request):
+            return urllib.response.addinfourl(io.BytesIO(b"one's opener"), {}, request.full_url, 200)
+
+    def noop(environ, start_response):  # pragma: no cover - never called
+        return []
+
+    one, two = ctxserve.wrap(noop, "urllib-one"), ctxserve.wrap(noop, "urllib-two")
+    one.context.run(urllib.request.install_opener, urllib.request.build_opener(Handler))
+    assert one.context.run(lambda: urllib.request.urlopen("ctxtest://x").read()) == b"one's opener"
+    for urlopen in (lambda: two.context.run(urllib.request.urlopen, "ctxtest://x"),
+                    lambda: urllib.request.urlopen("ctxtest://x")):
+        with pytest.raises(urllib.error.URLError, match="unknown url type"):
+            urlopen()
+    plain = list(warnings.filters)
+    one.context.run(warnings.resetwarnings)
+    assert one.context.run(lambda: warnings.filters) == []
+    assert two.context.run(lambda: warnings.filters) == plain == warnings.filters
