@@ -17,8 +17,8 @@ RUN pip install --no-cache-dir --root-user-action=ignore "/tmp/ctxserve-src[geve
     && rm -rf /tmp/ctxserve-src \
     && useradd --user-group --uid 10001 --create-home --shell /usr/sbin/nologin ctxserve
 
-# The app code and config stay root-owned: the server only reads them. The
-# user's home is writable for gunicorn's control socket (~/.gunicorn).
+# The app code and config stay root-owned: the server only reads them.
+# gunicorn's control socket is in the server's run directory, under /tmp.
 WORKDIR /srv/ctxserve
 COPY apps/ apps/
 COPY deploy/ deploy/
