@@ -33,7 +33,8 @@ The root logger's ``level``, ``handlers``, ``filters`` and ``disabled`` are
 the app's own (``logging.basicConfig``, ``dictConfig``'s root section,
 ``root.addHandler``); an app's root starts as a copy of the server's root
 when the app first touches it. ``logging.disable`` in an app disables
-logging for that app only. The server's own loggers (``gunicorn.*``,
+logging for that app only, and so do the loggers that an app's
+``dictConfig``/``fileConfig`` disables (``disable_existing_loggers``). The server's own loggers (``gunicorn.*``,
 ``ctxserve.*``) are never judged by an app's root or ``disable``, even when
 they log from inside an app's request. Named loggers stay one tree per
 process (see the table), so their ``isEnabledFor`` cache is kept per app:
@@ -45,6 +46,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import logging.config
 import os
 import random
 import socket
@@ -189,7 +191,7 @@ def install_random() -> None:
 class _RootState:
     """An app's own root logger state, first copied from the server's root."""
 
-    __slots__ = ("level", "handlers", "filters", "disabled", "disable", "cache", "generation")
+    __slots__ = ("level", "handlers", "filters", "disabled", "disable", "off", "cache", "generation")
 
     def __init__(self, root: logging.Logger) -> None:
         plain = root.__dict__
@@ -198,6 +200,8 @@ class _RootState:
         self.filters = list(plain["filters"])
         self.disabled = plain["disabled"]
         self.disable = 0  # logging.disable(level) in this app
+        #: Loggers this app's dictConfig/fileConfig disabled (disable_existing_loggers).
+        self.off: set[logging.Logger] = set()
         self.cache: dict[tuple[logging.Logger, int], bool] = {}
         self.generation = -1
 
@@ -251,6 +255,7 @@ def install_logging() -> None:
     plain_enabled = logging.Logger.isEnabledFor
     plain_clear = logging.Manager._clear_cache
     plain_disable = logging.disable
+    plain_existing = logging.config._handle_existing_loggers  # type: ignore[attr-defined]
 
     @functools.wraps(plain_enabled)
     def isEnabledFor(self: logging.Logger, level: int) -> bool:
@@ -270,7 +275,7 @@ def install_logging() -> None:
             else:
                 enabled = state.disable < level and level >= self.getEffectiveLevel()
             state.cache[self, level] = enabled
-        return enabled and not self.disabled
+        return enabled and not self.disabled and self not in state.off
 
     @functools.wraps(plain_clear)
     def _clear_cache(self: logging.Manager) -> None:
@@ -285,6 +290,25 @@ def install_logging() -> None:
         _log_state(b).disable = level
         _log_generation[0] += 1
 
+    def _handle_existing_loggers(existing: list[str], child_loggers: list[str], disable_existing: bool) -> None:
+        """``disable_existing_loggers`` in an app's ``dictConfig``/``fileConfig``:
+        the loggers it disables are disabled for that app only (the server's
+        loggers and the other apps' never go quiet)."""
+        b = _binding.current.get()
+        if b is None:
+            return plain_existing(existing, child_loggers, disable_existing)
+        plain_existing([name for name in existing if name in child_loggers], child_loggers, disable_existing)
+        state, loggers = _log_state(b), logging.root.manager.loggerDict
+        for name in existing:
+            logger = loggers[name]
+            if (name not in child_loggers and isinstance(logger, logging.Logger)
+                    and not name.startswith(SERVER_LOGGERS)):
+                if disable_existing:
+                    state.off.add(logger)
+                else:
+                    state.off.discard(logger)
+
+    logging.config._handle_existing_loggers = _handle_existing_loggers  # type: ignore[attr-defined]
     logging.Logger.isEnabledFor = isEnabledFor  # type: ignore[method-assign]
     logging.Manager._clear_cache = _clear_cache  # type: ignore[method-assign]
     logging.disable = disable

@@ -327,7 +327,9 @@ GLOBALS: tuple[Global, ...] = (
     Global("logging.root, logging.basicConfig, logging.disable", "per app",
            "`logging.root`'s class answers `level`, `handlers`, `filters`, `disabled` with the app's own "
            "(first a copy of the server's root); `Logger.isEnabledFor` keeps its cache and the `disable` "
-           "level per app; the server's loggers (`gunicorn.*`, `ctxserve.*`) are judged by the server's",
+           "level per app, and the loggers an app's `dictConfig`/`fileConfig` disables "
+           "(`disable_existing_loggers`) are disabled for that app only; the server's loggers (`gunicorn.*`, "
+           "`ctxserve.*`) are judged by the server's",
            "every logger's records end at the one root logger; `isEnabledFor` caches per logger object",
            _globals.install_logging),
     Global("warnings.filters, warnings.simplefilter, warnings.filterwarnings, warnings.resetwarnings, "

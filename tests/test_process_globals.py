@@ -328,3 +328,24 @@ def test_urllib_openers_and_warnings_resets_are_per_app() -> None:
     one.context.run(warnings.resetwarnings)
     assert one.context.run(lambda: warnings.filters) == []
     assert two.context.run(lambda: warnings.filters) == plain == warnings.filters
+
+
+def test_disable_existing_loggers_in_an_apps_dictconfig_quiets_them_for_that_app_only() -> None:
+    import logging
+    import logging.config
+
+    import ctxserve
+
+    def noop(environ, start_response):  # pragma: no cover - never called
+        return []
+
+    one, two = ctxserve.wrap(noop, "dictconfig-one"), ctxserve.wrap(noop, "dictconfig-two")
+    shared, server = logging.getLogger("tests.shared.dictconfig"), logging.getLogger("gunicorn.error")
+    one.context.run(logging.config.dictConfig, {"version": 1, "disable_existing_loggers": True,
+                                                "root": {"level": "INFO"}})
+    assert not one.context.run(shared.isEnabledFor, logging.ERROR)
+    assert two.context.run(shared.isEnabledFor, logging.ERROR) and shared.isEnabledFor(logging.ERROR)
+    assert not shared.disabled and not server.disabled
+    assert one.context.run(server.isEnabledFor, logging.ERROR) and server.isEnabledFor(logging.ERROR)
+    one.context.run(logging.config.dictConfig, {"version": 1, "disable_existing_loggers": False})
+    assert one.context.run(shared.isEnabledFor, logging.ERROR)
