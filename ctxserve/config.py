@@ -469,10 +469,11 @@ ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
 def _worker_class(value: Any, at: _At) -> str:
     value = _choice(*GUNICORN_WORKERS)(value, at)
     if value == "gevent":
-        try:
-            import gevent  # noqa: F401
-        except ImportError:
-            at.error("the gevent worker needs the gevent package; install it with: pip install 'ctxserve[gevent]'")
+        try:  # gunicorn's own gevent worker, which ctxserve's extends: gevent and packaging
+            import gunicorn.workers.ggevent  # noqa: F401
+        except (ImportError, RuntimeError) as exc:  # RuntimeError: gunicorn's "requires gevent"
+            at.error(f"the gevent worker cannot be loaded ({exc}); install it with: "
+                     "pip install 'ctxserve[gevent]'")
     return value
 
 

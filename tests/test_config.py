@@ -385,10 +385,15 @@ def test_missing_path_directory_shows_where_it_looked(write_config, tmp_path):
     assert "relative to the directory of" in message
 
 
-def test_gevent_worker_without_gevent_says_how_to_install(write_config, monkeypatch):
-    monkeypatch.setitem(sys.modules, "gevent", None)  # makes `import gevent` fail
+@pytest.mark.parametrize("missing", ["gevent", "packaging.version"])
+def test_gevent_worker_without_its_packages_says_how_to_install(write_config, monkeypatch, missing):
+    # gunicorn's gevent worker imports gevent and packaging; a None entry makes
+    # an import fail, and the worker module is imported afresh.
+    monkeypatch.delitem(sys.modules, "gunicorn.workers.ggevent", raising=False)
+    monkeypatch.setitem(sys.modules, missing, None)
     path = write_config(MINIMAL_APP + '[server]\nworker_class = "gevent"')
-    assert "pip install 'ctxserve[gevent]'" in error_of(path)
+    message = error_of(path)
+    assert "pip install 'ctxserve[gevent]'" in message and missing in message
 
 
 def test_worker_class_typo_suggests_the_right_one(write_config):

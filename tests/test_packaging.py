@@ -133,11 +133,13 @@ def test_wheel_works_in_a_fresh_venv(dists: dict[str, Path], tmp_path: Path) -> 
     where = run(python, "-c", "import ctxserve; print(ctxserve.__file__)", cwd=tmp_path, env=env)
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
 
-    # The demo, from the checkout's deploy/ and apps/, served by the installed package.
-    need = subprocess.run([*map(str, pip), "install", "-r", str(ROOT / "apps" / "requirements.txt")],
+    # The demo, from the checkout's deploy/ and apps/, served by the installed package
+    # with the gevent extra (deploy/ctxserve.toml's worker), as the README installs it.
+    need = subprocess.run([*map(str, pip), "install", f"{dists['wheel']}[gevent]",
+                           "-r", str(ROOT / "apps" / "requirements.txt")],
                           capture_output=True, text=True, timeout=180, env=env)
     if need.returncode != 0:
-        pytest.skip(f"could not install the demo apps' requirements (werkzeug): {need.stderr[-500:]}")
+        pytest.skip(f"could not install the demo's requirements (gevent, werkzeug): {need.stderr[-500:]}")
     out = run(cli, "check", ROOT / "deploy" / "ctxserve.toml", cwd=tmp_path, env=env)
     for name in ("ledger", "hello", "envinfo"):
         assert name in out.stdout
