@@ -572,7 +572,13 @@ def test_sighup_under_load_loses_no_request_and_no_line(tmp_path_factory, buffer
         assert server.stop() == 0
         found = load.verify(server.stdout(), at)
         figure(f"restart.sighup.{buffering}" + ("" if engine == "gunicorn" else f".{engine}"), {**found, "old_workers_gone_after_s": round(replaced, 2)})
-        assert found["failed_before_start"] == 0 and found["completed"] == found["requests"]
+        if engine == "granian":
+            # granian's respawn may reset a connection its stopping worker had
+            # accepted, before any byte of a response (README, "Limits"); the
+            # app never ran it (verify), and nothing else may fail.
+            assert set(found["failures"]) <= {"aborted before any response"}
+        else:
+            assert found["failed_before_start"] == 0 and found["completed"] == found["requests"]
 
 
 @BUFFERING
