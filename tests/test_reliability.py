@@ -39,7 +39,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import ENGINES, Server, probe_app, serve_command, start_server, wait_for
+from support import ENGINES, Server, probe_app, serve_command, start_server, toml_value, wait_for
 from reliability_helpers import (Checker, children, faults_app, figure, memory_kb, module_server, ms,
                                  percentile, worker_pid, write_config)
 
@@ -754,19 +754,6 @@ def test_an_apps_environ_values_appear_nowhere_but_in_that_app(tmp_path_factory)
 # ======================================================================================
 # Bad input: the config through the CLI
 # ======================================================================================
-
-def toml_value(value: Any) -> str:
-    """TOML for any generated value (strings with every character written as TOML allows)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return "{ " + ", ".join(f"{toml_value(str(k))} = {toml_value(v)}" for k, v in value.items()) + " }"
-
 
 def toml_document(server: dict[str, Any], apps: dict[str, dict[str, Any]]) -> str:
     lines = ["[server]", *(f"{k} = {toml_value(v)}" for k, v in server.items())]
